@@ -1,0 +1,74 @@
+"""Training data: the train/validation split and augmentation written with torch ops.
+
+Augmentation (the paper's CIFAR-10 recipe): a random horizontal flip, a random rotation in
+[−deg, deg] and a random translation in [−f, f] of the image size, applied per sample as one
+affine warp (``affine_grid`` + ``grid_sample``, zero padding). All randomness comes from the
+global torch generator, so a checkpoint's RNG state reproduces it on resume.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from liplt_cli.errors import DataError
+
+
+@dataclass
+class TrainData:
+    """Tensors of one run: training and held-out validation samples (pixels in [0, 1])."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    num_classes: int
+    description: str
+    embedded: bool = False
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def split_train_val(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    val_size: int,
+    seed: int,
+    num_classes: int,
+    description: str,
+    embedded: bool = False,
+) -> TrainData:
+    """Hold out ``val_size`` samples chosen by a seeded permutation (at most a quarter of the data)."""
+    n = int(y.shape[0])
+    if n < 2:
+        raise DataError(f"need at least 2 training samples, got {n}")
+    n_val = min(int(val_size), n // 4)
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(n))
+    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    return TrainData(x[train_idx], y[train_idx], x[val_idx], y[val_idx], num_classes, description, embedded)
+
+
+def augment(x: torch.Tensor, flip: bool, rotate_deg: float, translate: float) -> torch.Tensor:
+    """Randomly flip / rotate (degrees) / translate (fraction of size) a batch (N, C, H, W)."""
+    if not flip and rotate_deg == 0 and translate == 0:
+        return x
+    n = x.shape[0]
+    if flip:
+        mask = torch.rand(n) < 0.5
+        x = torch.where(mask.to(x.device)[:, None, None, None], x.flip(-1), x)
+    if rotate_deg == 0 and translate == 0:
+        return x
+    angle = (torch.rand(n) * 2 - 1) * math.radians(rotate_deg)
+    shift = (torch.rand(n, 2) * 2 - 1) * (2 * translate)  # grid coordinates span [−1, 1]
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], dim=1), torch.stack([sin, cos, shift[:, 1]], dim=1)], dim=1
+    ).to(x.device, x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
