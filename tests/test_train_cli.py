@@ -1,0 +1,82 @@
+"""`liplt train` through the CLI entry point: output, files, and every error path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from liplt_cli.cli.app import run
+from train_standin import install
+
+
+@pytest.fixture(autouse=True)
+def _engine(monkeypatch):
+    install(monkeypatch)
+
+
+def _base(tmp_path) -> list[str]:
+    return ["train", "--arch", "mlp:16", "--limit", "64", "--epochs", "1", "--batch-size", "32",
+            "--warmup-epochs", "0", "--power-iterations", "1", "--device", "cpu", "--out", str(tmp_path / "run")]
+
+
+def test_json_run_on_embedded_data_says_so(tmp_path, capsys):
+    code = run(_base(tmp_path) + ["--json"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    doc = json.loads(cap.out)
+    assert doc["embedded_data"] is True and "embedded MNIST" in doc["data"]
+    assert "embedded MNIST sample" in cap.err and "--data-dir" in cap.err
+    final = doc["final"]
+    assert final["epoch"] == 1 and 0 <= final["val_certified"] <= final["val_acc"] <= 1
+    assert doc["config"]["arch"] == "mlp:16" and doc["config"]["limit"] == 64
+    for key in ("safetensors", "onnx", "checkpoint", "metrics"):
+        assert (tmp_path / "run").joinpath(doc["files"][key].rsplit("/", 1)[-1]).exists()
+
+
+def test_table_output_and_resume(tmp_path, capsys):
+    assert run(_base(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "val cert" in out and "1/1" in out and "model.safetensors" in out
+    code = run(_base(tmp_path)[:-2] + ["--out", str(tmp_path / "run"), "--epochs", "2", "--resume", "--json"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    doc = json.loads(cap.out)
+    assert doc["resumed_from_epoch"] == 0 and [r["epoch"] for r in doc["records"]] == [1, 2]
+
+
+def test_recipe_with_overrides(tmp_path, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('arch = "mlp:8"\nlam = 3.0\ng = "hinge"\nwarmup_epochs = 0\n')
+    code = run(["train", "--recipe", str(recipe), "--limit", "48", "--epochs", "1", "--lam", "2",
+                "--device", "cpu", "--out", str(tmp_path / "r"), "--json", "--fast-validation"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    doc = json.loads(cap.out)
+    assert (doc["config"]["arch"], doc["config"]["lam"], doc["config"]["g"]) == ("mlp:8", 2.0, "hinge")
+    assert doc["final"]["certified_source"].startswith("estimate")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--method", "exact"], "unknown method 'exact'"),
+        (["--g", "square"], "unknown g 'square'"),
+        (["--eps", "36/0"], "divides by zero"),
+        (["--eps", "1,2"], "--eps takes one value"),
+        (["--train-range", "10-20"], "--train-range must look like"),
+        (["--train-range", "20:10"], "START < STOP"),
+        (["--epochs", "0"], "epochs must be positive"),
+        (["--arch", "9Z9"], "unknown architecture"),
+        (["--recipe", "nope_recipe"], "neither a file nor a shipped recipe"),
+        (["--resume"], "no checkpoint"),
+        (["--dataset", "/nonexistent/data.npz"], "neither a known name"),
+    ],
+)
+def test_errors_exit_2_with_one_line(tmp_path, capsys, extra, message):
+    code = run(_base(tmp_path) + extra)
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
