@@ -1,0 +1,513 @@
+r"""The naive and LipLT bounds on a layer graph: global, per class and pairwise.
+
+Both methods share one structure (:mod:`liplt_cli.lipschitz.structure`) and differ only in the
+maps whose norms they take:
+
+* **naive** (eq. 11): :math:`N_k = \sum_s \|B_{k,s}\|\,\mathrm{Lip}_s\,N_{\mathrm{pre}(s)}` over
+  the cut network;
+* **LipLT** (eq. 16, generalised): :math:`m_k = \|A_{k,0}\| + \sum_j r_j \|A_{k,j}\|\, m_j` over the
+  loop-transformed network.
+
+For a scalar specification :math:`c` (row :math:`e_i` per class, :math:`e_i - e_j` per pair)
+only the last row of the recursion changes: :math:`L_c = \|c^\top A_{\mathrm{out},0}\|_* +
+\sum_j r_j \|c^\top A_{\mathrm{out},j}\|_* m_j`.  Those output terms are *exact*: the K rows of
+every :math:`A_{\mathrm{out},s}` come from one batched adjoint pass.
+
+Which rule makes the default sound
+----------------------------------
+Every inner term is either
+
+1. *exact*: the map is made explicit (basis vectors pushed through the linear network from its
+   narrower side, in float64) and its norm taken exactly (Gram eigenvalue / abs-sums), when the
+   cost fits ``explicit_budget``; or
+2. an *upper bound*: :math:`P_{k,s} = \|B_{k,s}\| + \sum_l \|B_{k,l}\| |c_l| P_{\mathrm{pre}(l),s}`
+   (triangle inequality over the last activation on each path), built from per-segment norms that
+   are themselves exact or upper bounds (SVD of dense layers, FFT bound of convolutions,
+   absolute-value propagation for ℓ∞/ℓ1), and for ℓ∞/ℓ1 the absolute-value propagation of the
+   whole map; the smaller of the available bounds is used.
+
+Power iteration is used only with ``fast=True`` and is then labelled *estimate*.  Because every
+LipLT term is at most its :math:`P` bound, and the :math:`P` recursion reproduces the naive bound
+exactly when :math:`|c_j| + r_j = \mathrm{Lip}_j`, sound LipLT ≤ sound naive (Proposition 3); the
+final LipLT number is additionally capped by naive so round-off cannot invert them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from liplt_cli.graph.graph import LayerGraph
+from liplt_cli.graph.nodes import ActivationNode, ConcatNode, LinearNode, SumNode
+from liplt_cli.lipschitz.norms import (
+    SAFETY,
+    matrix_norm_explicit,
+    pairwise_dual_norms,
+    row_dual_norms,
+    single_op_norm,
+)
+from liplt_cli.lipschitz.power import PowerState, power_norms
+from liplt_cli.lipschitz.propagation import adjoint_pass, forward_pass
+from liplt_cli.lipschitz.result import BoundResult, Guarantee, MethodBound
+from liplt_cli.lipschitz.structure import CUT, LT, Structure, analyse
+
+Progress = Callable[[str, int, int], None]
+METHODS = ("naive", "liplt")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Settings of :func:`compute_bounds`.
+
+    ``explicit_budget``: largest ``min(d_k, d_s)² · max(d_k, d_s)`` (≈ flops of the Gram
+    product) for which a map is made explicit and its norm taken exactly; ``explicit_max_side``:
+    largest narrow side made explicit; ``chunk``: basis vectors per propagation batch.
+    """
+
+    norm: float = 2.0
+    fast: bool = False
+    iterations: int = 100
+    tolerance: float = 1e-6
+    explicit_budget: float = 4e10
+    explicit_max_side: int = 4096
+    chunk: int = 512
+    seed: int = 0
+
+
+@dataclass
+class _Term:
+    value: torch.Tensor
+    guarantee: Guarantee
+
+
+class _Terms:
+    """Norm terms ‖A_{k,s}‖ (mode lt) and ‖B_{k,s}‖ (mode cut) with their labels."""
+
+    def __init__(self) -> None:
+        self.table: dict[tuple[str, str, str], _Term] = {}
+
+    def offer(self, mode: str, k: str, s: str, value: torch.Tensor, guarantee: Guarantee) -> None:
+        """Keep the smaller of two sound values; an estimate never replaces a sound value."""
+        key = (mode, k, s)
+        old = self.table.get(key)
+        if old is None:
+            self.table[key] = _Term(value, guarantee)
+            return
+        if guarantee.sound != old.guarantee.sound:
+            if guarantee.sound:
+                self.table[key] = _Term(value, guarantee)
+            return
+        if float(value) < float(old.value) or (
+            float(value) == float(old.value) and guarantee is Guarantee.EXACT
+        ):
+            self.table[key] = _Term(value, guarantee)
+
+    def get(self, mode: str, k: str, s: str) -> _Term:
+        return self.table[(mode, k, s)]
+
+
+# --------------------------------------------------------------------------- explicit maps
+def _basis_chunks(shape: tuple[int, ...], chunk: int, dtype, device):
+    n = math.prod(shape)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        block = torch.zeros((stop - start, n), dtype=dtype, device=device)
+        block[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+        yield block.reshape(stop - start, *shape)
+
+
+def _explicit_cost(d_small: int, d_large: int) -> float:
+    return float(d_small) ** 2 * d_large
+
+
+def _explicit_terms(
+    structure: Structure, mode: str, pairs: list[tuple[str, str]], options: EngineOptions, terms: _Terms,
+    progress: Progress | None,
+) -> None:
+    """Exact norms of the maps in ``pairs`` by building them from their narrower side."""
+    graph = structure.graph
+    dtype, device = graph.dtype, graph.device
+    by_source: dict[str, list[str]] = {}
+    by_target: dict[str, list[str]] = {}
+    for k, s in pairs:
+        if structure.dim(s) <= structure.dim(k):
+            by_source.setdefault(s, []).append(k)
+        else:
+            by_target.setdefault(k, []).append(s)
+    total = len(by_source) + len(by_target)
+    done = 0
+    p = structure.p
+    for s, ks in by_source.items():
+        cols: dict[str, list[torch.Tensor]] = {k: [] for k in ks}
+        for block in _basis_chunks(graph.node(s).out_shape, options.chunk, dtype, device):
+            forward_pass(
+                structure, mode, [(s, s, block)], {s: set(ks)},
+                lambda t, n, x: cols[n].append(x.reshape(x.shape[0], -1)),
+            )
+        for k in ks:
+            if cols[k]:
+                matrix_t = torch.cat(cols[k], dim=0)  # (d_s, d_k) = Aᵀ
+                value = matrix_norm_explicit(matrix_t.T, p)
+            else:
+                value = torch.zeros((), dtype=dtype, device=device)
+            terms.offer(mode, k, s, value, Guarantee.EXACT)
+        done += 1
+        if progress:
+            progress(f"explicit maps ({mode})", done, total)
+    for k, ss in by_target.items():
+        rows: dict[str, list[torch.Tensor]] = {s: [] for s in ss}
+        for block in _basis_chunks(graph.node(k).out_shape, options.chunk, dtype, device):
+            adjoint_pass(
+                structure, mode, [(k, k, block)], {k: set(ss)},
+                lambda t, n, x: rows[n].append(x.reshape(x.shape[0], -1)),
+            )
+        for s in ss:
+            value = (
+                matrix_norm_explicit(torch.cat(rows[s], dim=0), p)
+                if rows[s]
+                else torch.zeros((), dtype=dtype, device=device)
+            )
+            terms.offer(mode, k, s, value, Guarantee.EXACT)
+        done += 1
+        if progress:
+            progress(f"explicit maps ({mode})", done, total)
+
+
+def _affordable(structure: Structure, k: str, s: str, options: EngineOptions) -> bool:
+    a, b = sorted((structure.dim(k), structure.dim(s)))
+    return a <= options.explicit_max_side and _explicit_cost(a, b) <= options.explicit_budget
+
+
+# --------------------------------------------------------------------------- structural bounds
+def _segment_bound(structure: Structure, k: str, s: str) -> tuple[torch.Tensor, Guarantee]:
+    """Upper bound on ‖B_{k,s}‖ from per-operator norms along the cut network from s to k."""
+    graph = structure.graph
+    p = structure.p
+    bound: dict[str, torch.Tensor] = {s: torch.ones((), dtype=torch.float64, device=graph.device)}
+    nontrivial: dict[str, int] = {s: 0}
+    for node in graph.nodes[graph.position(s) + 1 : graph.position(k) + 1]:
+        ins = [i for i in node.inputs if i in bound]
+        if not ins:
+            continue
+        if isinstance(node, LinearNode):
+            norm, _ = single_op_norm(node.op, p)
+            bound[node.name] = norm * bound[ins[0]]
+            trivial = node.op.kind in ("reshape", "permute")
+            nontrivial[node.name] = nontrivial[ins[0]] + (0 if trivial else 1)
+        elif isinstance(node, SumNode):
+            total = 0
+            for idx, inp in enumerate(node.inputs):
+                if inp in bound:
+                    total = total + abs(node.coefficient(idx)) * bound[inp]
+            bound[node.name] = total
+            nontrivial[node.name] = 99
+        elif isinstance(node, ConcatNode):
+            vals = torch.stack([bound[i] for i in ins])
+            if p == 2:
+                bound[node.name] = torch.sqrt((vals**2).sum())
+            elif math.isinf(p):
+                bound[node.name] = vals.max()
+            else:
+                bound[node.name] = vals.sum()
+            nontrivial[node.name] = 99
+        # nonlinear nodes are cut: nothing passes
+    if k not in bound:
+        return torch.zeros((), dtype=torch.float64, device=graph.device), Guarantee.EXACT
+    exact = nontrivial[k] <= 1 and all(
+        single_op_norm(n.op, p)[1] is Guarantee.EXACT
+        for n in graph.nodes[graph.position(s) + 1 : graph.position(k) + 1]
+        if isinstance(n, LinearNode) and n.name in bound
+    )
+    return bound[k], Guarantee.EXACT if exact else Guarantee.UPPER_BOUND
+
+
+def _abs_propagation_terms(
+    structure: Structure, mode: str, pairs: list[tuple[str, str]], terms: _Terms
+) -> None:
+    """ℓ∞: max of |A|·1; ℓ1: max of |A|ᵀ·1 -- sound upper bounds (exact for one operator)."""
+    graph = structure.graph
+    dtype, device = graph.dtype, graph.device
+    abs_mode = "abs_" + mode
+    if math.isinf(structure.p):
+        reads: dict[tuple[str, str], set[str]] = {(k, s): {k} for k, s in pairs}
+        out: dict[tuple[str, str], torch.Tensor] = {}
+        forward_pass(
+            structure, abs_mode,
+            [((k, s), s, torch.ones((1, *graph.node(s).out_shape), dtype=dtype, device=device)) for k, s in pairs],
+            reads, lambda t, n, x: out.__setitem__(t, x.max()),
+        )
+    else:
+        reads = {(k, s): {s} for k, s in pairs}
+        out = {}
+        adjoint_pass(
+            structure, abs_mode,
+            [((k, s), k, torch.ones((1, *graph.node(k).out_shape), dtype=dtype, device=device)) for k, s in pairs],
+            reads, lambda t, n, x: out.__setitem__(t, x.max()),
+        )
+    for k, s in pairs:
+        value = out.get((k, s), torch.zeros((), dtype=dtype, device=device))
+        terms.offer(mode, k, s, value, Guarantee.UPPER_BOUND)
+
+
+def _p_bounds(
+    structure: Structure, terms: _Terms, inner_targets: list[str]
+) -> dict[tuple[str, str], _Term]:
+    """:math:`P_{k,s}` for every lt-reachable (k, s): the triangle-inequality bound of A via B.
+
+    Every loop-transformed path from s to k either meets no activation (``B_{k,s}``) or has a
+    last activation l after which it runs in the cut network: ``A_{k,s} = B_{k,s} +
+    Σ_l B_{k,l} c_l A_{pre(l),s}``.  Labelled exact only when it is a single exact B term.
+    """
+    P: dict[tuple[str, str], _Term] = {}
+    zero = torch.zeros((), dtype=structure.graph.dtype, device=structure.graph.device)
+    activations = [j for j in structure.nonlinear if isinstance(structure.graph.node(j), ActivationNode)]
+    for k in inner_targets:
+        for s in structure.sources_of(LT, k):
+            total, pieces, exact = zero, 0, False
+            if structure.reaches(CUT, s, k):
+                b = terms.get(CUT, k, s)
+                total, pieces, exact = total + b.value, 1, b.guarantee is Guarantee.EXACT
+            for l in activations:
+                if l == s or not structure.reaches(CUT, l, k) or structure.center[l] == 0.0:
+                    continue
+                inner_p = P.get((structure.pre[l], s))
+                if inner_p is not None and float(inner_p.value) > 0:
+                    total = total + terms.get(CUT, k, l).value * abs(structure.center[l]) * inner_p.value
+                    pieces += 1
+            P[(k, s)] = _Term(total, Guarantee.EXACT if pieces == 1 and exact else Guarantee.UPPER_BOUND)
+    return P
+
+
+# --------------------------------------------------------------------------- output rows
+def _output_rows(structure: Structure, mode: str) -> dict[str, torch.Tensor]:
+    """Explicit rows of :math:`A_{\\mathrm{out},s}` (mode lt) or :math:`B_{\\mathrm{out},s}` (cut), K × d_s."""
+    graph = structure.graph
+    out_shape = graph.node(structure.output).out_shape
+    k = math.prod(out_shape)
+    eye = torch.eye(k, dtype=graph.dtype, device=graph.device).reshape(k, *out_shape)
+    sources = structure.sources_of(mode, structure.output)
+    rows: dict[str, torch.Tensor] = {}
+    adjoint_pass(
+        structure, mode, [("out", structure.output, eye)], {"out": set(sources)},
+        lambda t, n, x: rows.__setitem__(n, x.reshape(k, -1)),
+    )
+    for s in sources:
+        rows.setdefault(s, torch.zeros((k, structure.dim(s)), dtype=graph.dtype, device=graph.device))
+    return rows
+
+
+@dataclass
+class _SpecTerms:
+    """Output-side terms for one source: matrix norm, per-class and pairwise dual norms."""
+
+    matrix: torch.Tensor
+    per_class: torch.Tensor
+    pairwise: torch.Tensor
+
+
+def _spec_terms(rows: torch.Tensor, p: float) -> _SpecTerms:
+    return _SpecTerms(matrix_norm_explicit(rows, p), row_dual_norms(rows, p), pairwise_dual_norms(rows, p))
+
+
+# --------------------------------------------------------------------------- recursions
+def _naive(structure: Structure, terms: _Terms, out_terms: dict[str, _SpecTerms], inner: list[str]):
+    """N_k for inner targets and the naive global / per-class / pairwise numbers."""
+    lip_in = {s: (1.0 if s == structure.input else structure.lip[s]) for s in structure.sources}
+    N: dict[str, torch.Tensor] = {}
+
+    def upstream(s: str) -> torch.Tensor | float:
+        return 1.0 if s == structure.input else N[structure.pre[s]]
+
+    for k in inner:
+        N[k] = sum(
+            (terms.get(CUT, k, s).value * lip_in[s] * upstream(s) for s in structure.sources_of(CUT, k)),
+            torch.zeros((), dtype=structure.graph.dtype, device=structure.graph.device),
+        )
+    glob = per = pair = 0
+    for s, t in out_terms.items():
+        factor = lip_in[s] * upstream(s)
+        glob = glob + t.matrix * factor
+        per = per + t.per_class * factor
+        pair = pair + t.pairwise * factor
+    return N, glob, per, pair
+
+
+def _liplt(structure: Structure, terms: _Terms, out_terms: dict[str, _SpecTerms], inner: list[str]):
+    """m_k (eq. 16 on the DAG) for inner targets, then the output row of the recursion."""
+    m: dict[str, torch.Tensor] = {}
+    inp = structure.input
+    for k in inner:
+        total = terms.get(LT, k, inp).value if structure.reaches(LT, inp, k) else 0.0
+        for j in structure.sources_of(LT, k):
+            if j == inp:
+                continue
+            total = total + structure.radius[j] * terms.get(LT, k, j).value * m[structure.pre[j]]
+        m[k] = torch.as_tensor(total, dtype=structure.graph.dtype, device=structure.graph.device)
+    glob = per = pair = 0
+    for s, t in out_terms.items():
+        factor = 1.0 if s == inp else structure.radius[s] * m[structure.pre[s]]
+        glob = glob + t.matrix * factor
+        per = per + t.per_class * factor
+        pair = pair + t.pairwise * factor
+    return m, glob, per, pair
+
+
+def _count(labels: list[Guarantee]) -> dict[str, int]:
+    return {g.value: sum(1 for x in labels if x is g) for g in Guarantee}
+
+
+def _as_list(x) -> list:
+    return torch.as_tensor(x, dtype=torch.float64).detach().cpu().tolist()
+
+
+# --------------------------------------------------------------------------- entry point
+def compute_bounds(
+    graph: LayerGraph,
+    norm: float = 2.0,
+    methods: Sequence[str] = METHODS,
+    fast: bool = False,
+    iterations: int = 100,
+    device: str | torch.device | None = None,
+    options: EngineOptions | None = None,
+    progress: Progress | None = None,
+    model: str = "",
+) -> BoundResult:
+    """Naive and/or LipLT Lipschitz bounds of ``graph`` for input norm ``norm`` ∈ {2, ∞, 1}.
+
+    Sound by default (every number exact or an upper bound, see the module docstring); with
+    ``fast=True`` the inner ℓ2 terms are power-iteration *estimates* (labelled so).  Computation
+    runs in float64 on ``device`` (default: the graph's device).
+    """
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"unknown method '{m}'; choose from {', '.join(METHODS)}")
+    if norm not in (1.0, 2.0) and not math.isinf(norm):
+        raise ValueError(f"unsupported norm {norm}; use 2, inf or 1")
+    opts = options or EngineOptions(norm=norm, fast=fast, iterations=iterations)
+    g = graph.detached().to(device=device or graph.device, dtype=torch.float64)
+    structure = analyse(g, norm)
+    inner = [k for k in structure.targets if k != structure.output]
+    timings: dict[str, float] = {}
+    results: dict[str, MethodBound] = {}
+
+    with torch.no_grad():
+        # ------------------------------------------------------------ naive (always needed by LipLT's P bounds)
+        t0 = time.perf_counter()
+        terms = _Terms()
+        cut_pairs = [(k, s) for k in inner for s in structure.sources_of(CUT, k)]
+        rel_change = None
+        if fast and norm == 2:
+            est, pstate = power_norms(structure, CUT, cut_pairs, iterations=opts.iterations,
+                                      generator=torch.Generator().manual_seed(opts.seed))
+            for (k, s), v in est.items():
+                terms.offer(CUT, k, s, v, Guarantee.ESTIMATE)
+            rel_change = pstate.last_relative_change
+        else:
+            for k, s in cut_pairs:
+                value, label = _segment_bound(structure, k, s)
+                terms.offer(CUT, k, s, value, label)
+            if norm != 2:
+                _abs_propagation_terms(structure, CUT, cut_pairs, terms)
+            _explicit_terms(
+                structure, CUT, [(k, s) for k, s in cut_pairs if terms.get(CUT, k, s).guarantee is not Guarantee.EXACT
+                                 and _affordable(structure, k, s, opts)], opts, terms, progress,
+            )
+        cut_rows = _output_rows(structure, CUT)
+        cut_out = {s: _spec_terms(r, norm) for s, r in cut_rows.items()}
+        _, n_glob, n_per, n_pair = _naive(structure, terms, cut_out, inner)
+        timings["naive"] = time.perf_counter() - t0
+        naive_labels = [terms.get(CUT, k, s).guarantee for k, s in cut_pairs] + [Guarantee.EXACT] * len(cut_out)
+
+        # ------------------------------------------------------------ LipLT
+        if "liplt" in methods:
+            t1 = time.perf_counter()
+            lt_pairs = [(k, s) for k in inner for s in structure.sources_of(LT, k)]
+            if fast and norm == 2:
+                est, pstate = power_norms(structure, LT, lt_pairs, iterations=opts.iterations,
+                                          generator=torch.Generator().manual_seed(opts.seed + 1))
+                for (k, s), v in est.items():
+                    terms.offer(LT, k, s, v, Guarantee.ESTIMATE)
+                rel_change = max(filter(None, [rel_change, pstate.last_relative_change]), default=None)
+            else:
+                P = _p_bounds(structure, terms, inner)
+                for (k, s) in lt_pairs:
+                    terms.offer(LT, k, s, P[(k, s)].value, P[(k, s)].guarantee)
+                if norm != 2:
+                    _abs_propagation_terms(structure, LT, lt_pairs, terms)
+                _explicit_terms(
+                    structure, LT, [(k, s) for k, s in lt_pairs if terms.get(LT, k, s).guarantee is not Guarantee.EXACT
+                                    and _affordable(structure, k, s, opts)], opts, terms, progress,
+                )
+            lt_rows = _output_rows(structure, LT)
+            lt_out = {s: _spec_terms(r, norm) for s, r in lt_rows.items()}
+            _, l_glob, l_per, l_pair = _liplt(structure, terms, lt_out, inner)
+            labels = [terms.get(LT, k, s).guarantee for k, s in lt_pairs] + [Guarantee.EXACT] * len(lt_out)
+            guarantee = Guarantee.weakest(labels)
+            notes: tuple[str, ...] = ()
+            if guarantee.sound:
+                # Proposition 3 holds term by term; the cap only absorbs round-off.
+                l_glob = torch.minimum(torch.as_tensor(l_glob), torch.as_tensor(n_glob))
+                l_per = torch.minimum(l_per, n_per)
+                l_pair = torch.minimum(l_pair, n_pair)
+            timings["liplt"] = time.perf_counter() - t1
+            scale = 1.0 + SAFETY if guarantee.sound else 1.0
+            results["liplt"] = MethodBound(
+                "liplt", float(l_glob) * scale, [v * scale for v in _as_list(l_per)],
+                [[v * scale for v in row] for row in _as_list(l_pair)], guarantee, _count(labels),
+                timings["liplt"], opts.iterations if fast else None, rel_change if fast else None, notes,
+            )
+        if "naive" in methods:
+            guarantee = Guarantee.weakest(naive_labels)
+            scale = 1.0 + SAFETY if guarantee.sound else 1.0
+            results["naive"] = MethodBound(
+                "naive", float(n_glob) * scale, [v * scale for v in _as_list(n_per)],
+                [[v * scale for v in row] for row in _as_list(n_pair)], guarantee, _count(naive_labels),
+                timings["naive"], opts.iterations if fast else None, rel_change if fast else None,
+            )
+    ordered = {m: results[m] for m in methods}
+    return BoundResult(
+        norm=norm, methods=ordered, device=str(g.device), model=model,
+        settings={
+            "fast": fast, "iterations": opts.iterations if fast else None,
+            "explicit_budget": opts.explicit_budget, "explicit_max_side": opts.explicit_max_side,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- training
+def pairwise_bound_tensor(
+    graph: LayerGraph,
+    method: str = "liplt",
+    norm: float = 2.0,
+    state: PowerState | None = None,
+    iterations: int = 5,
+) -> tuple[torch.Tensor, PowerState]:
+    """K×K pairwise constants :math:`L_{ij}`, differentiable in the graph's weights (CRM, eq. 5–6).
+
+    Inner norms are warm-started power iterations (estimates, as in the paper's training);
+    output rows are exact.  ``state`` carries the vectors between calls.  Only ℓ2 is supported.
+    """
+    if norm != 2:
+        raise ValueError("training bounds are implemented for the ℓ2 norm")
+    if method not in METHODS:
+        raise ValueError(f"unknown method '{method}'")
+    structure = analyse(graph, norm)
+    inner = [k for k in structure.targets if k != structure.output]
+    mode = LT if method == "liplt" else CUT
+    pairs = [(k, s) for k in inner for s in structure.sources_of(mode, k)]
+    est, state = power_norms(structure, mode, pairs, state=state, iterations=iterations, with_grad=True)
+    terms = _Terms()
+    for (k, s), v in est.items():
+        terms.table[(mode, k, s)] = _Term(v, Guarantee.ESTIMATE)
+    rows = _output_rows(structure, mode)
+    zero = torch.zeros((), dtype=graph.dtype, device=graph.device)
+    out_terms = {s: _SpecTerms(zero, zero, pairwise_dual_norms(r, norm)) for s, r in rows.items()}
+    if method == "liplt":
+        *_, pair = _liplt(structure, terms, out_terms, inner)
+    else:
+        *_, pair = _naive(structure, terms, out_terms, inner)
+    return pair, state
