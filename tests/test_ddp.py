@@ -22,7 +22,7 @@ def _worker(rank: int, port: int, tmp: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD),
                       RANK=str(rank), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
-    import train_standin as standin
+    import tests.train_standin as standin
     from liplt_cli.train import loop
     from liplt_cli.train.config import TrainConfig
     from liplt_cli.train.data import split_train_val

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from liplt_cli.cli.app import run
-from train_standin import install
+from tests.train_standin import install
 
 
 @pytest.fixture(autouse=True)

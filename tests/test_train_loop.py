@@ -11,7 +11,7 @@ import torch
 from liplt_cli.train.config import TrainConfig
 from liplt_cli.train.data import TrainData, augment, split_train_val
 from liplt_cli.train import loop
-from train_standin import install, loader_available
+from tests.train_standin import install, loader_available
 
 
 def _data(n: int = 96, seed: int = 0) -> TrainData:

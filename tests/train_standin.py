@@ -69,11 +69,10 @@ def install(monkeypatch) -> None:  # noqa: ANN001
     """Route the loop's engine calls to the stand-in when the real ones are missing."""
     from liplt_cli.train import loop
 
-    if engine_available():
-        return
-    monkeypatch.setattr(loop, "_graph_from_module", graph_from_module)
-    monkeypatch.setattr(loop, "_pairwise", lambda g, m, s, n: naive_pairwise(g, m, s, n))
-    monkeypatch.setattr(loop, "_sound_pairwise", sound_pairwise)
+    if not engine_available():
+        monkeypatch.setattr(loop, "_graph_from_module", graph_from_module)
+        monkeypatch.setattr(loop, "_pairwise", lambda g, m, s, n: naive_pairwise(g, m, s, n))
+        monkeypatch.setattr(loop, "_sound_pairwise", sound_pairwise)
     if not loader_available():
         from safetensors.torch import save_file
 
