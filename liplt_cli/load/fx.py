@@ -251,7 +251,8 @@ class Converter:
                     env[node] = fx_ops.convert(self, node, args, kwargs, out)
                 except Unsupported as exc:
                     op = exc.op if exc.op else self.describe(node)
-                    self.problems.append((node.name, f"{op}{' — ' + exc.why if exc.why else ''}"))
+                    label = str(node.target) if node.op == "call_module" and str(node.target) in self.onnx_ops else node.name
+                    self.problems.append((label, f"{op}{' — ' + exc.why if exc.why else ''}"))
                     env[node] = self._placeholder(node, out)
             elif node.op == "output":
                 output = fx.node.map_arg(node.args[0], lambda n: env[n])

@@ -1,0 +1,249 @@
+"""ONNX file → layer graph: check, normalise, onnx2torch, then the fx loader.
+
+Normalisation before onnx2torch (which converts a fixed set of operator versions):
+
+* opsets above 17 are converted down to 17 (``onnx.version_converter``; onnx2torch 1.5.15 has
+  no converter for e.g. AveragePool-19 or Constant-19), opsets below 11 (MATLAB's exporter
+  writes opset 8 with Flatten-1) are converted up to 13;
+* ``Reshape`` with ``allowzero=1`` (torch's dynamo exporter) is rewritten to ``allowzero=0``
+  when its target shape has no zero entry -- both then mean the same -- else it is an error;
+* the input's dynamic dimensions are fixed from ``--input-shape`` (required when any
+  per-sample dimension is dynamic; the first axis is the batch axis).
+
+Loading never executes code from the file: ONNX is a protobuf of tensors and operators.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+from liplt_cli.errors import InputShapeError, ModelLoadError, UnsupportedOpError
+from liplt_cli.graph import LayerGraph
+
+MIN_OPSET = 11
+UPGRADE_OPSET = 13
+MAX_OPSET = 17
+
+
+def _parse(data: bytes, path: Path):
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        if data[:1] == b"\x08":  # field 1 (ir_version) as a varint: the start of an ONNX model
+            raise ModelLoadError(f"'{path}' is a truncated or corrupt ONNX file ({exc})") from None
+        raise ModelLoadError(f"'{path}' is neither an ONNX nor a safetensors file") from None
+    if model.ir_version <= 0 or not model.HasField("graph") or not model.graph.node:
+        if data[:1] == b"\x08" and model.ir_version > 0:
+            raise ModelLoadError(f"'{path}' is a truncated ONNX file (its graph is missing or empty)")
+        raise ModelLoadError(f"'{path}' is neither an ONNX nor a safetensors file")
+    return model
+
+
+def _load_external_data(model, path: Path) -> None:
+    """Read tensors stored beside the file (``model.onnx.data``, as torch's dynamo exporter writes)."""
+    from onnx import external_data_helper
+
+    if not any(external_data_helper.uses_external_data(t) for t in external_data_helper._get_all_tensors(model)):
+        return
+    try:
+        external_data_helper.load_external_data_for_model(model, str(path.parent))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"'{path}' keeps its weights in a separate file that cannot be read ({exc}); keep the .data file beside it"
+        ) from None
+
+
+def _check(model, path: Path) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # onnx.checker.ValidationError and friends
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"'{path}' is not a valid ONNX model (onnx.checker: {first}); is the file truncated?") from None
+
+
+def _opset(model) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 0
+
+
+def _convert_opset(model, target: int):
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(model, target)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot convert the ONNX model from opset {_opset(model)} to {target}: {first}") from None
+
+
+def _constant_values(model) -> dict[str, "object"]:
+    from onnx import numpy_helper
+
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    values[node.output[0]] = numpy_helper.to_array(attr.t)
+    return values
+
+
+def _fix_allowzero(model) -> list[str]:
+    """Rewrite ``Reshape(allowzero=1)`` to 0 where the target shape has no zero entry."""
+    notes = []
+    constants = None
+    for node in model.graph.node:
+        if node.op_type != "Reshape":
+            continue
+        for attr in list(node.attribute):
+            if attr.name == "allowzero" and attr.i == 1:
+                if constants is None:
+                    constants = _constant_values(model)
+                shape = constants.get(node.input[1]) if len(node.input) > 1 else None
+                if shape is not None and (shape == 0).any():
+                    raise ModelLoadError(
+                        f"Reshape node '{node.name}' uses allowzero=1 with a zero in its target shape "
+                        f"{shape.tolist()} (an empty tensor); this is not supported"
+                    )
+                attr.i = 0
+                notes.append(node.name)
+    return notes
+
+
+def _graph_input(model):
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ModelLoadError(
+            f"the ONNX model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); exactly one is supported"
+        )
+    return inputs[0]
+
+
+def _fix_input_shape(model, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The per-sample input shape (ONNX dims without the first, batch, axis)."""
+    inp = _graph_input(model)
+    tt = inp.type.tensor_type
+    if not tt.HasField("shape"):
+        if input_shape is None:
+            raise InputShapeError(f"the ONNX input '{inp.name}' has no shape; pass --input-shape (e.g. 1,28,28)")
+        dims = [None] * (len(input_shape) + 1)
+    else:
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
+    if len(dims) < 2:
+        raise InputShapeError(
+            f"the ONNX input '{inp.name}' has shape {dims}: liplt needs a batch axis first (e.g. [1, 784])"
+        )
+    per_sample = dims[1:]
+    if input_shape is None:
+        if any(d is None for d in per_sample):
+            shown = ["?" if d is None else d for d in dims]
+            raise InputShapeError(
+                f"the ONNX input '{inp.name}' has dynamic dimensions {shown}; pass --input-shape "
+                f"with the {len(per_sample)} per-sample dimensions (e.g. 1,28,28)"
+            )
+        shape = tuple(int(d) for d in per_sample)  # type: ignore[arg-type]
+    else:
+        shape = tuple(int(s) for s in input_shape)
+        if len(shape) != len(per_sample):
+            raise InputShapeError(
+                f"--input-shape {list(shape)} has {len(shape)} dimensions; the ONNX input '{inp.name}' "
+                f"has {len(per_sample)} per-sample dimensions (shape {['?' if d is None else d for d in dims]}, batch first)"
+            )
+        for given, declared in zip(shape, per_sample):
+            if declared is not None and declared != given:
+                raise InputShapeError(
+                    f"--input-shape {list(shape)} contradicts the ONNX input shape {['?' if d is None else d for d in dims]}"
+                )
+    # Write the shape into the model so that shape inference (and onnx2torch) sees it.
+    del tt.shape.dim[:]
+    batch = tt.shape.dim.add()
+    if dims[0] is None:
+        batch.dim_param = "batch"
+    else:
+        batch.dim_value = dims[0]
+    for s in shape:
+        tt.shape.dim.add().dim_value = s
+    return shape
+
+
+def _name_unsupported(model, exc: Exception) -> UnsupportedOpError | None:
+    """After onnx2torch failed: find which nodes it cannot convert (to name them)."""
+    from onnx2torch.node_converters.registry import get_converter
+    from onnx2torch.onnx_graph import OnnxGraph
+
+    from liplt_cli.load.fx import SUPPORTED_OPS
+
+    opsets = {imp.domain: imp.version for imp in model.opset_import}
+    try:
+        graph = OnnxGraph(model.graph)
+    except Exception:
+        return None
+    problems = []
+    for name, node in graph.nodes.items():
+        version = opsets.get(node.domain, opsets.get("", 0))
+        try:
+            converter = get_converter(domain=node.domain, operation_type=node.operation_type, version=version)
+            converter(node, graph)
+        except NotImplementedError as err:
+            problems.append((name, f"{node.operation_type} (opset {version}): {err}"))
+        except Exception as err:
+            problems.append((name, f"{node.operation_type}: {type(err).__name__}: {err}"))
+    return UnsupportedOpError(problems, SUPPORTED_OPS) if problems else None
+
+
+def load_onnx(path: Path, data: bytes, input_shape: tuple[int, ...] | None = None) -> LayerGraph:
+    """Load the ONNX model in ``data`` (read from ``path``) as a layer graph (see module docstring)."""
+    import onnx
+
+    from liplt_cli.load.fx import graph_from_module
+
+    model = _parse(data, path)
+    _load_external_data(model, path)
+    _check(model, path)
+    notes: list[str] = []
+    opset = _opset(model)
+    rewritten = _fix_allowzero(model)
+    if rewritten:
+        notes.append(f"Reshape allowzero=1 rewritten to 0 (no zero in the target shape): {', '.join(rewritten)}")
+    if opset > MAX_OPSET:
+        model = _convert_opset(model, MAX_OPSET)
+        notes.append(f"ONNX opset {opset} converted to {MAX_OPSET}")
+    elif 0 < opset < MIN_OPSET:
+        model = _convert_opset(model, UPGRADE_OPSET)
+        notes.append(f"ONNX opset {opset} converted to {UPGRADE_OPSET}")
+    shape = _fix_input_shape(model, input_shape)
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        pass  # onnx2torch infers shapes again where it needs them
+
+    import onnx2torch
+    from onnx2torch.onnx_graph import OnnxGraph
+
+    logging.getLogger("onnx2torch").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm = onnx2torch.convert(model)
+    except Exception as exc:
+        named = _name_unsupported(model, exc)
+        if named is not None:
+            raise named from None
+        raise ModelLoadError(f"onnx2torch cannot convert '{path}': {type(exc).__name__}: {exc}") from None
+    try:
+        onnx_ops = {name: node.operation_type for name, node in OnnxGraph(model.graph).nodes.items()}
+    except Exception:
+        onnx_ops = {}
+    graph = graph_from_module(gm, shape, fuse=True, onnx_ops=onnx_ops)
+    return LayerGraph(graph.nodes, graph.output, tuple(notes) + graph.notes) if notes else graph
