@@ -1,0 +1,158 @@
+"""JSON description of a layer graph, and the graph rebuilt from it plus its tensors.
+
+The description (stored in liplt safetensors files, see :mod:`liplt_cli.load.safetensors`) is::
+
+    {"format": "liplt-graph", "version": 1, "output": NAME, "notes": [...],
+     "nodes": [
+       {"name": "input", "kind": "input", "shape": [1, 28, 28]},
+       {"name": N, "kind": "linear", "inputs": [..], "source": "...",
+        "op": {"kind": "dense"|"conv"|"conv_transpose"|"affine"|"reshape"|"permute"|"pad",
+               "in_shape": [..], "out_shape": [..], <attributes>,
+               "tensors": {"weight": KEY, "bias": KEY}}},
+       {"name": N, "kind": "sum", "inputs": [..], "shape": [..], "coefficients": [..]},
+       {"name": N, "kind": "concat", "inputs": [..], "shape": [..], "dim": D},
+       {"name": N, "kind": "activation", "inputs": [..], "shape": [..],
+        "activation": {"key": "leaky_relu", "name": "LeakyReLU", "params": {"negative_slope": 0.1},
+                       "alpha": 0.1, "beta": 1.0}},
+       {"name": N, "kind": "block", "inputs": [..], "shape": [..],
+        "block": {"kind": "maxpool", "kernel": [..], "stride": [..], "padding": [..],
+                  "dilation": [..], "ceil_mode": false}}]}
+
+Tensor values are not in the description; ``tensors`` maps an op's field to a key of the tensor
+file.  Non-finite numbers (e.g. a one-sided Clip's ``max``) are written as ``"inf"``/``"-inf"``.
+Activation slopes are recomputed on load by :func:`~liplt_cli.graph.make_activation`; the
+stored ``alpha``/``beta`` are for readers of the file.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import torch
+
+from liplt_cli.errors import GraphError
+from liplt_cli.graph.graph import LayerGraph
+from liplt_cli.graph.linear_ops import Affine, Conv, ConvTranspose, Dense, Pad, Permute, Reshape
+from liplt_cli.graph.nodes import ActivationNode, BlockNode, ConcatNode, InputNode, LinearNode, MaxPool, Node, SumNode
+from liplt_cli.graph.slopes import make_activation
+
+FORMAT = "liplt-graph"
+VERSION = 1
+
+
+def _num(v: float) -> float | str:
+    v = float(v)
+    if math.isfinite(v):
+        return v
+    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+
+
+def graph_to_dict(graph: LayerGraph, tensor_key: Callable[[str, str, torch.Tensor], str] | None = None) -> dict[str, Any]:
+    """Describe ``graph``; ``tensor_key(node, field, tensor)`` names each tensor (default ``node.field``)."""
+    key_of = tensor_key or (lambda node, field, t: f"{node}.{field}")
+    nodes: list[dict[str, Any]] = []
+    for n in graph.nodes:
+        if isinstance(n, InputNode):
+            nodes.append({"name": n.name, "kind": "input", "shape": list(n.out_shape)})
+        elif isinstance(n, LinearNode):
+            op = n.op
+            desc: dict[str, Any] = {"kind": op.kind, "in_shape": list(op.in_shape), "out_shape": list(op.out_shape)}
+            desc.update(op.attributes())
+            desc["tensors"] = {field: key_of(n.name, field, t) for field, t in op.tensors().items()}
+            nodes.append({"name": n.name, "kind": "linear", "inputs": list(n.inputs), "source": n.source, "op": desc})
+        elif isinstance(n, SumNode):
+            nodes.append({"name": n.name, "kind": "sum", "inputs": list(n.inputs), "shape": list(n.out_shape),
+                          "coefficients": [float(c) for c in n.coefficients], "source": n.source})
+        elif isinstance(n, ConcatNode):
+            nodes.append({"name": n.name, "kind": "concat", "inputs": list(n.inputs), "shape": list(n.out_shape),
+                          "dim": int(n.dim), "source": n.source})
+        elif isinstance(n, ActivationNode):
+            a = n.activation
+            nodes.append({"name": n.name, "kind": "activation", "inputs": list(n.inputs), "shape": list(n.out_shape),
+                          "activation": {"key": a.key, "name": a.name, "params": {k: _num(v) for k, v in a.params},
+                                         "alpha": _num(a.alpha), "beta": _num(a.beta)},
+                          "source": n.source})
+        elif isinstance(n, BlockNode):
+            nodes.append({"name": n.name, "kind": "block", "inputs": list(n.inputs), "shape": list(n.out_shape),
+                          "block": {"kind": n.block.kind, **n.block.attributes()}, "source": n.source})
+        else:  # pragma: no cover - the Node union is closed
+            raise TypeError(type(n))
+    return {"format": FORMAT, "version": VERSION, "output": graph.output, "notes": list(graph.notes), "nodes": nodes}
+
+
+def _shape(v: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in v)
+
+
+def _op_from_dict(d: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> Any:
+    keys = d.get("tensors", {})
+
+    def t(field: str, required: bool = True) -> torch.Tensor | None:
+        if field not in keys:
+            if required:
+                raise GraphError(f"the graph description lacks tensor '{field}' of a {d['kind']} op")
+            return None
+        key = keys[field]
+        if key not in tensors:
+            raise GraphError(f"tensor '{key}' named in the graph description is not in the file")
+        return tensors[key]
+
+    kind = d["kind"]
+    in_shape = _shape(d["in_shape"])
+    if kind == "dense":
+        return Dense(t("weight"), t("bias", False), in_shape, _shape(d["out_shape"]))
+    if kind == "conv":
+        return Conv(t("weight"), t("bias", False), _shape(d["stride"]), _shape(d["padding"]), _shape(d["dilation"]),
+                    int(d["groups"]), in_shape, _shape(d["out_shape"]))
+    if kind == "conv_transpose":
+        return ConvTranspose(t("weight"), t("bias", False), _shape(d["stride"]), _shape(d["padding"]),
+                             _shape(d["output_padding"]), _shape(d["dilation"]), int(d["groups"]), in_shape,
+                             _shape(d["out_shape"]))
+    if kind == "affine":
+        return Affine(t("scale"), t("shift", False), in_shape, str(d.get("label", "affine")))
+    if kind == "reshape":
+        return Reshape(in_shape, _shape(d["out_shape"]))
+    if kind == "permute":
+        return Permute(_shape(d["perm"]), in_shape)
+    if kind == "pad":
+        return Pad(_shape(d["pads"]), in_shape)
+    raise GraphError(f"unknown linear op kind '{kind}' in the graph description")
+
+
+def graph_from_dict(desc: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> LayerGraph:
+    """Rebuild the layer graph described by ``desc`` (see module docstring) over ``tensors``."""
+    if desc.get("format") != FORMAT:
+        raise GraphError("not a liplt layer-graph description")
+    if int(desc.get("version", 0)) > VERSION:
+        raise GraphError(f"layer-graph description version {desc.get('version')} is newer than this liplt ({VERSION})")
+    nodes: list[Node] = []
+    try:
+        for d in desc["nodes"]:
+            kind, name = d["kind"], str(d["name"])
+            inputs = tuple(str(i) for i in d.get("inputs", ()))
+            source = str(d.get("source", ""))
+            if kind == "input":
+                nodes.append(InputNode(name, _shape(d["shape"])))
+            elif kind == "linear":
+                nodes.append(LinearNode(name, inputs, _op_from_dict(d["op"], tensors), source=source))
+            elif kind == "sum":
+                nodes.append(SumNode(name, inputs, _shape(d["shape"]), tuple(float(c) for c in d.get("coefficients", ())), source=source))
+            elif kind == "concat":
+                nodes.append(ConcatNode(name, inputs, _shape(d["shape"]), int(d["dim"]), source=source))
+            elif kind == "activation":
+                a = d["activation"]
+                params = {k: float(v) for k, v in a.get("params", {}).items()}
+                nodes.append(ActivationNode(name, inputs, _shape(d["shape"]), make_activation(a["key"], **params), source=source))
+            elif kind == "block":
+                b = d["block"]
+                if b.get("kind") != "maxpool":
+                    raise GraphError(f"unknown block kind '{b.get('kind')}' in the graph description")
+                block = MaxPool(_shape(b["kernel"]), _shape(b["stride"]), _shape(b["padding"]), _shape(b["dilation"]),
+                                bool(b.get("ceil_mode", False)))
+                nodes.append(BlockNode(name, inputs, _shape(d["shape"]), block, source=source))
+            else:
+                raise GraphError(f"unknown node kind '{kind}' in the graph description")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GraphError(f"malformed layer-graph description: {type(exc).__name__}: {exc}") from None
+    return LayerGraph(tuple(nodes), str(desc["output"]), tuple(str(n) for n in desc.get("notes", ())))

@@ -1,0 +1,199 @@
+"""liplt's safetensors format: weights plus the architecture, no code.
+
+A liplt safetensors file is an ordinary safetensors file whose ``__metadata__`` (string → string)
+holds
+
+* ``liplt_format``: ``"1"``;
+* ``liplt_graph``: the layer graph's JSON description (:mod:`liplt_cli.graph.serialize`): nodes,
+  kinds, inputs, shapes, op attributes, activation names/parameters and, per op, the key of each
+  of its tensors in this file;
+* ``input_shape``: the per-sample input shape, e.g. ``"1,28,28"``;
+* ``arch`` (optional): the architecture name (``4C3F``, ``mlp:512,512``, ...);
+* any ``extra_metadata`` given to :func:`save_safetensors` (values stored as strings).
+
+When saved from an ``nn.Module`` the tensors are the module's ``state_dict`` under its own keys
+(so the file also loads with ``module.load_state_dict``), plus tensors the graph derives from
+them (e.g. BatchNorm's scale) under ``liplt.<node>.<field>``.
+
+A plain safetensors file (a bare ``state_dict``) has no architecture; it loads with ``arch``
+(``--arch 4C3F``): :func:`~liplt_cli.train.archs.build_arch` then a strict ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from liplt_cli.errors import GraphError, InputShapeError, ModelLoadError
+from liplt_cli.graph import LayerGraph
+from liplt_cli.graph.serialize import graph_from_dict, graph_to_dict
+
+FORMAT_VERSION = "1"
+_RESERVED = {"liplt_format", "liplt_graph", "input_shape", "arch"}
+
+
+def _parse_shape(value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
+        return tuple(int(p) for p in parts)
+    return tuple(int(v) for v in value)
+
+
+def _module_graph(module: nn.Module, arch: str | None, input_shape: tuple[int, ...] | None) -> LayerGraph:
+    from liplt_cli.load.fx import graph_from_module
+
+    if input_shape is None and arch is not None:
+        from liplt_cli.train.archs import DEFAULT_INPUT_SHAPES
+
+        input_shape = DEFAULT_INPUT_SHAPES.get(arch.upper()) or ((1, 28, 28) if arch.lower().startswith("mlp") else None)
+    if input_shape is None:
+        raise InputShapeError("save_safetensors needs the input shape of a module: pass input_shape=(C, H, W)")
+    return graph_from_module(module, input_shape)
+
+
+def save_safetensors(
+    module_or_graph: nn.Module | LayerGraph,
+    path: str | Path,
+    arch: str | None = None,
+    extra_metadata: Mapping[str, Any] | None = None,
+    input_shape: tuple[int, ...] | list[int] | None = None,
+) -> None:
+    """Write ``module_or_graph`` to ``path`` as a liplt safetensors file (atomically).
+
+    For a module the input shape comes from ``input_shape``, else ``extra_metadata["input_shape"]``,
+    else the default of ``arch``.
+    """
+    from safetensors.torch import save
+
+    extra = {str(k): v for k, v in (extra_metadata or {}).items()}
+    shape = _parse_shape(input_shape) or _parse_shape(extra.get("input_shape"))
+    tensors: dict[str, torch.Tensor] = {}
+    if isinstance(module_or_graph, LayerGraph):
+        graph = module_or_graph
+        desc = graph_to_dict(graph)
+        for name, t in graph.tensors():
+            tensors[name] = t
+    else:
+        module = module_or_graph
+        graph = _module_graph(module, arch, shape)
+        by_id: dict[int, str] = {}
+        for key, t in module.state_dict(keep_vars=True).items():
+            tensors[key] = t
+            by_id.setdefault(id(t), key)
+
+        def key_of(node: str, field: str, t: torch.Tensor) -> str:
+            if id(t) in by_id:
+                return by_id[id(t)]
+            key = f"liplt.{node}.{field}"
+            tensors[key] = t
+            by_id[id(t)] = key
+            return key
+
+        desc = graph_to_dict(graph, key_of)
+    shape = tuple(graph.input_shape)
+    metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in extra.items() if k not in _RESERVED}
+    metadata.update({
+        "liplt_format": FORMAT_VERSION,
+        "liplt_graph": json.dumps(desc, separators=(",", ":")),
+        "input_shape": ",".join(str(s) for s in shape),
+    })
+    if arch is not None:
+        metadata["arch"] = str(arch)
+    # separate contiguous CPU copies: safetensors refuses shared storage
+    payload = {k: t.detach().to("cpu").contiguous().clone() for k, t in tensors.items()}
+    data = save(payload, metadata=metadata)
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=str(target.parent) if str(target.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_metadata(data: bytes, path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's header (clear error when malformed)."""
+    n = int.from_bytes(data[:8], "little")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelLoadError(f"'{path}' is a truncated or corrupt safetensors file (bad header)") from None
+    meta = header.get("__metadata__") or {}
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
+def _tensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load
+
+    try:
+        return load(data)
+    except Exception as exc:
+        raise ModelLoadError(f"'{path}' is a truncated or corrupt safetensors file ({exc})") from None
+
+
+def _from_arch(path: Path, tensors: dict[str, torch.Tensor], arch: str, input_shape: tuple[int, ...] | None,
+               activation: str = "relu") -> LayerGraph:
+    from liplt_cli.load.fx import graph_from_module
+    from liplt_cli.train.archs import DEFAULT_INPUT_SHAPES, build_arch
+
+    mats = [(k, t) for k, t in tensors.items() if k.endswith("weight") and t.dim() == 2]
+    if not mats:
+        raise ModelLoadError(f"'{path}' has no dense weight; it does not look like a {arch} state_dict")
+
+    def order(key: str) -> tuple:
+        return tuple(int(p) if p.isdigit() else -1 for p in key.split("."))
+
+    num_classes = int(max(mats, key=lambda kt: order(kt[0]))[1].shape[0])
+    if input_shape is None:
+        input_shape = DEFAULT_INPUT_SHAPES.get(arch.upper())
+        if input_shape is None:  # an MLP: its first dense layer gives the flattened size
+            first = min(mats, key=lambda kt: order(kt[0]))[1]
+            input_shape = (1, 28, 28) if first.shape[1] == 784 else (int(first.shape[1]),)
+    module = build_arch(arch, tuple(input_shape), num_classes, activation)
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = " ".join(lines[1:3]) if len(lines) > 1 else lines[0] if lines else ""
+        raise ModelLoadError(
+            f"the weights in '{path}' do not fit --arch {arch} with input shape {list(input_shape)}: {detail[:300]}"
+        ) from None
+    graph = graph_from_module(module, tuple(input_shape))
+    return graph.with_notes(f"architecture {arch} given with --arch; weights from a plain safetensors file")
+
+
+def load_safetensors_bytes(path: Path, data: bytes, input_shape: tuple[int, ...] | None = None, arch: str | None = None) -> LayerGraph:
+    """Load a liplt safetensors file (or a plain one with ``arch``) as a layer graph."""
+    meta = read_metadata(data, path)
+    tensors = _tensors(data, path)
+    if "liplt_graph" not in meta:
+        if arch is None:
+            raise ModelLoadError(
+                f"'{path}' is a plain safetensors file without liplt metadata, so its architecture is unknown; "
+                "pass it with --arch (e.g. --arch 4C3F, --arch 6C2F, --arch mlp:512,512)"
+            )
+        return _from_arch(path, tensors, arch, input_shape)
+    if meta.get("liplt_format") != FORMAT_VERSION:
+        raise ModelLoadError(f"'{path}' has liplt format {meta.get('liplt_format')!r}; this liplt reads format {FORMAT_VERSION}")
+    try:
+        desc = json.loads(meta["liplt_graph"])
+    except json.JSONDecodeError:
+        raise ModelLoadError(f"'{path}' has a corrupt layer-graph description") from None
+    graph = graph_from_dict(desc, tensors)
+    if input_shape is not None and tuple(input_shape) != tuple(graph.input_shape):
+        raise InputShapeError(
+            f"--input-shape {list(input_shape)} contradicts the model's input shape {list(graph.input_shape)}"
+        )
+    graph.validate()
+    return graph
