@@ -26,7 +26,7 @@ def certify(graph, dataset, eps: Sequence[float], norm: float = 2.0, *,
     (:func:`~liplt_cli.certify.radius.engine_constants`: sound unless ``fast``).  Radii follow
     eq. 4; PGD (unless ``attack=False``) skips samples already certified with sound constants,
     which PGD cannot break.  ``progress(stage, done, total)`` reports each stage
-    (``constants``, ``radii``, ``attack``).  The library never prints.
+    (``constants: …``, ``radii``, ``attack``).  The library never prints.
     """
     if not eps:
         raise ArgumentError("no ε value given")
@@ -40,7 +40,7 @@ def certify(graph, dataset, eps: Sequence[float], norm: float = 2.0, *,
     if dataset.num_classes != graph.num_classes:
         notes.append(f"the data has {dataset.num_classes} classes, the model {graph.num_classes} outputs")
     if constants is None:
-        stage = (lambda *a: progress("constants", *a[:2])) if progress else None  # noqa: E731
+        stage = (lambda s, d, t: progress(f"constants: {s}", d, t)) if progress else None  # noqa: E731
         constants = engine_constants(graph, norm=norm, fast=fast, progress=stage)
     if constants.norm != norm:
         raise ArgumentError(f"pairwise constants are for the ℓ{constants.norm:g} norm, not ℓ{norm:g}")
