@@ -106,9 +106,11 @@ def _sound_pairwise(graph: Any) -> torch.Tensor:
 
 
 def _save_safetensors(module: nn.Module, path: Path, arch: str, extra: dict[str, str]) -> None:
+    """Weights + architecture description (the loader's format; its writer is atomic)."""
     from liplt_cli.load import save_safetensors
 
-    save_safetensors(module, path, arch=arch, extra_metadata=extra)
+    shape = tuple(int(v) for v in extra["input_shape"].split(","))
+    save_safetensors(module, path, arch=arch, extra_metadata=extra, input_shape=shape)
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -481,9 +483,7 @@ def export_model(
         f"cutoff={cfg.cutoff}, g={cfg.g}, epochs={cfg.epochs}, eps={cfg.eps})",
         "training_data": data_description,
     }
-    tmp = st_path.with_name(st_path.name + ".tmp")
-    _save_safetensors(cpu_model, tmp, _arch_spec(cfg), extra)
-    os.replace(tmp, st_path)
+    _save_safetensors(cpu_model, st_path, _arch_spec(cfg), extra)
     dummy = torch.zeros(1, *input_shape)
     tmp = onnx_path.with_name(onnx_path.name + ".tmp")
     torch.onnx.export(
