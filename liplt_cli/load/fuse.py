@@ -73,7 +73,7 @@ def fuse_affine(graph: LayerGraph) -> LayerGraph:
     """Fold every Affine node into its producer where that is exact (see module docstring)."""
     nodes: list[Node] = list(graph.nodes)
     output = graph.output
-    folded = 0
+    folded: list[str] = []
     changed = True
     while changed:
         changed = False
@@ -102,10 +102,10 @@ def fuse_affine(graph: LayerGraph) -> LayerGraph:
             nodes = [replace(m, inputs=tuple(src_name if i == n.name else i for i in m.inputs)) if n.name in m.inputs else m for m in nodes]
             if output == n.name:
                 output = src_name
-            folded += 1
+            folded.append(f"{n.op.label} '{n.name}' → '{src_name}'")
             changed = True
             break
     if not folded:
         return graph
-    note = f"folded {folded} constant affine map(s) (normalisation, BatchNorm, bias Add) into adjacent linear layers"
+    note = f"folded {len(folded)} constant affine map(s) into the preceding linear layer: " + "; ".join(folded)
     return LayerGraph(tuple(nodes), output, graph.notes + (note,))
