@@ -101,9 +101,12 @@ class _Terms:
             if guarantee.sound:
                 self.table[key] = _Term(value, guarantee)
             return
-        if float(value) < float(old.value) or (
-            float(value) == float(old.value) and guarantee is Guarantee.EXACT
-        ):
+        new_v, old_v = float(value), float(old.value)
+        tie = abs(new_v - old_v) <= 1e-12 * max(abs(new_v), abs(old_v))
+        if tie:  # equal up to round-off: keep the better label
+            if guarantee is Guarantee.EXACT:
+                self.table[key] = _Term(value, guarantee)
+        elif new_v < old_v:
             self.table[key] = _Term(value, guarantee)
 
     def get(self, mode: str, k: str, s: str) -> _Term:
