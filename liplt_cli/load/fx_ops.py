@@ -136,8 +136,8 @@ def h_matmul(c: Call) -> Sym:
     a, b = c.arg(0, "input"), c.arg(1, "other")
     if isinstance(a, Sym) and isinstance(b, Sym):
         raise ModelLoadError(
-            f"node '{c.name}' ({c.op}): both factors depend on the model input (a weight that depends "
-            "on the input); only products with a constant weight are supported"
+            f"node '{c.name}' ({c.op}): its weight depends on the model input (both factors of the "
+            "product do); only products with a constant weight are supported"
         )
     if isinstance(a, Sym):
         w = c.cv.const(b)
