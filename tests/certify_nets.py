@@ -70,3 +70,24 @@ def tiny_trained_mlp(hidden: int = 32, samples: int = 300, steps: int = 60, seed
     weights = [net[0].weight.detach().clone(), net[2].weight.detach().clone()]
     biases = [net[0].bias.detach().clone(), net[2].bias.detach().clone()]
     return mlp_graph(weights, biases), weights, ds.x[samples:], ds.y[samples:]
+
+
+@lru_cache(maxsize=1)
+def small_convnet(seed: int = 0):
+    """A random ReLU conv net (conv 1→4 s2 · conv 4→8 s2 · dense 392→10) traced with
+    ``graph_from_module``, with 60 embedded MNIST images labelled by its own predictions (so
+    every point is classified correctly and has a positive radius)."""
+    from liplt_cli.data import load_dataset
+    from liplt_cli.load import graph_from_module
+
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Flatten(), torch.nn.Linear(8 * 7 * 7, 10),
+    ).eval()
+    graph = graph_from_module(net, (1, 28, 28)).detached()
+    x = load_dataset("embedded", limit=60).x
+    with torch.no_grad():
+        y = graph.evaluate(x).argmax(dim=1)
+    return graph, x, y

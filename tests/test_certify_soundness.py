@@ -13,7 +13,7 @@ import torch
 from liplt_cli.certify import PairwiseConstants, certified_radii, engine_constants
 from liplt_cli.certify.attack import AttackSettings, pgd
 from liplt_cli.lipschitz.result import Guarantee
-from tests.certify_nets import dense_pairwise, tiny_trained_mlp
+from tests.certify_nets import dense_pairwise, small_convnet, tiny_trained_mlp
 
 
 def _flat_norm(d: torch.Tensor, p: float) -> torch.Tensor:
@@ -28,13 +28,14 @@ def _directions(shape: tuple[int, ...], p: float, gen: torch.Generator) -> torch
     return d / _flat_norm(d, 2).reshape(-1, *([1] * (len(shape) - 1)))
 
 
-def _violations(graph, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, p: float, seed: int = 0) -> dict[str, int]:
+def _violations(graph, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, p: float, seed: int = 0,
+                steps: int = 40, restarts: int = 2) -> dict[str, int]:
     """How many points change label at some perturbation of ℓp norm 0.99·r, per search method."""
     gen = torch.Generator().manual_seed(seed)
     rad = (0.99 * r).float()
     view = (-1,) + (1,) * (x.dim() - 1)
     found = {}
-    ok, adv = pgd(graph, x, y, rad, p, AttackSettings(steps=40, restarts=2, box=None, seed=seed))
+    ok, adv = pgd(graph, x, y, rad, p, AttackSettings(steps=steps, restarts=restarts, box=None, seed=seed))
     assert (_flat_norm(adv - x, p) <= rad * 1.0001 + 1e-6).all()
     found["pgd"] = int(ok.sum())
     flipped = torch.zeros_like(y, dtype=torch.bool)
@@ -75,6 +76,16 @@ def test_certified_points_keep_their_label(p: float, source: str) -> None:
     x, y, r = _certified(graph, consts, xt, yt)
     assert len(y) >= 100  # most test points are certified at some positive radius
     assert _violations(graph, x, y, r, p) == {"pgd": 0, "random": 0, "boundary": 0}
+
+
+@pytest.mark.parametrize("p", [2.0, math.inf])
+def test_conv_net_certified_points_keep_their_label(p: float) -> None:
+    graph, xt, yt = small_convnet()
+    consts = engine_constants(graph, norm=p)
+    assert consts.sound
+    x, y, r = _certified(graph, consts, xt, yt)
+    assert len(y) == len(yt)  # labels are the net's own predictions: every radius is positive
+    assert _violations(graph, x, y, r, p, steps=20, restarts=1) == {"pgd": 0, "random": 0, "boundary": 0}
 
 
 @pytest.mark.parametrize("p", [2.0, math.inf])

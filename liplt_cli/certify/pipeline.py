@@ -52,7 +52,9 @@ def certify(graph, dataset, eps: Sequence[float], norm: float = 2.0, *,
         skip = None
         if constants.sound:
             skip = torch.stack([radii.radius > e for e in eps])
-            notes.append("PGD skipped samples already certified (sound radii: PGD cannot break them)")
+            if bool(skip.any()):
+                counts = ", ".join(f"{int(k.sum())} at ε={e:.4g}" for k, e in zip(skip, eps))
+                notes.append(f"PGD skipped the samples already certified ({counts}): sound radii mean no attack can break them")
         step = (lambda d, t: progress("attack", d, t)) if progress else None  # noqa: E731
         pgd_robust, attack_seconds = robust_under_attack(graph, x, dataset.y, list(eps), norm, attack_settings,
                                                          batch_size=batch_size, device=device, skip=skip,

@@ -59,7 +59,7 @@ def default_model() -> tuple[Path, str]:
         return DEFAULT_MODEL, "shipped default model"
     for path in FALLBACK_MODELS:
         if path.is_file():
-            return path, "shipped example model (the trained default is not built yet)"
+            return path, "shipped example model; the trained default is not built yet"
     raise ModelLoadError(f"no MODEL given and no shipped model found at {DEFAULT_MODEL}; pass a model file")
 
 
