@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from liplt_cli.cli import certify as certify_cli
 from liplt_cli.cli.app import run
 from liplt_cli.load import save_safetensors
 from tests.certify_nets import tiny_trained_mlp
+
+SHARED = Path(os.environ.get("LIPLT_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)
@@ -157,3 +160,18 @@ def test_errors(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     assert code == 2 and "t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]" in err and str(tmp_path / "shared" / "mnist") in err
     code = run(["certify", str(tmp_path / "missing.onnx")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+    import torch
+
+    if not torch.cuda.is_available():
+        code = run(["certify", str(model), "--device", "cuda"])
+        assert code == 2 and "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (SHARED / "mnist").is_dir() or not (SHARED / "cifar10").is_dir(), reason=f"real data not found in {SHARED}")
+def test_real_data(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, rep = _json(capsys, ["certify", str(model), "--data", "mnist", "--limit", "50", "--eps", "0.5", "--no-attack"])
+    assert code == 0 and rep["samples"] == 50 and "t10k-images-idx3-ubyte.gz" in rep["data"]["description"]
+    assert rep["clean_accuracy"] > 0.5  # a net trained on 300 images still beats chance on the real test set
+    code = run(["certify", str(model), "--data", "cifar10", "--limit", "5", "--no-attack"])
+    err = capsys.readouterr().err
+    assert code == 2 and "[1, 28, 28] (784 values)" in err and "[3, 32, 32] (3072 values)" in err
