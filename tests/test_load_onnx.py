@@ -445,3 +445,37 @@ def test_mean_without_std_is_an_argument_error(capsys):
 def test_load_model_raises_library_errors(tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_model(tmp_path / "missing.onnx")
+
+
+# ---------------------------------------------------------------------- activations written as several ops
+COMPOSED = [
+    pytest.param(nn.GELU, False, "gelu", id="gelu-ts17"),
+    pytest.param(nn.GELU, True, "gelu", id="gelu-dynamo"),
+    pytest.param(nn.Mish, False, "mish", id="mish-ts17"),
+    pytest.param(nn.Mish, True, "mish", id="mish-dynamo"),
+    pytest.param(nn.SiLU, False, "silu", id="silu-ts17"),
+    pytest.param(nn.SiLU, True, "silu", id="silu-dynamo", marks=pytest.mark.slow),
+    pytest.param(nn.Softplus, True, "softplus", id="softplus-dynamo"),
+]
+
+
+@pytest.mark.parametrize("act,dynamo,key", COMPOSED)
+def test_activation_written_as_several_ops(tmp_path, act, dynamo, key):
+    """TorchScript writes GELU as Div/Erf/Add/Mul/Mul and SiLU as Sigmoid·x; dynamo writes Gelu-20,
+    Mish-18 and Softplus as Where(x > 20, x, Log1p(Exp(x))): each becomes one activation node."""
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(6, 8), act(), nn.Linear(8, 3))
+    graph = load_model(export_onnx(module, (6,), tmp_path / "a.onnx", dynamo=dynamo, opset=17 if not dynamo else None))
+    acts = [n for n in graph.nodes if isinstance(n, ActivationNode)]
+    assert [a.activation.key for a in acts] == [key]
+    assert [type(n).__name__ for n in graph.nodes] == ["InputNode", "LinearNode", "ActivationNode", "LinearNode"]
+    assert_same(graph, module, (6,))
+
+
+def test_elementwise_function_that_is_no_activation(tmp_path):
+    nodes = [helper.make_node("Gemm", ["input", "w"], ["g"], transB=1, name="fc"),
+             helper.make_node("Abs", ["g"], ["a"], name="my_abs"),
+             helper.make_node("Mul", ["a", "g"], ["output"], name="times_input")]
+    model = _model(nodes, [_init("w", RNG.normal(size=(3, 4)))], [1, 4], [1, 3])
+    with pytest.raises(UnsupportedOpError, match="my_abs.*matches no supported activation"):
+        load_model(_save(model, tmp_path / "abs.onnx"))

@@ -43,8 +43,9 @@ SUPPORTED_OPS = [
     "MaxPool", "Flatten", "Reshape/view", "Squeeze/Unsqueeze", "Transpose/Permute", "Pad (zeros)",
     "Add/Sub of two tensors", "Add/Sub/Mul/Div by a constant", "Neg", "Concat", "Identity",
     "Dropout", "Cast to float", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU", "Softplus",
-    "Hardtanh", "ReLU6", "Clip/clamp", "SiLU (also x*sigmoid(x))", "GELU", "Mish", "HardSigmoid",
-    "HardSwish", "final Softmax/LogSoftmax (stripped)",
+    "Hardtanh", "ReLU6", "Clip/clamp", "SiLU", "GELU", "Mish", "HardSigmoid", "HardSwish",
+    "elementwise compositions equal to one of these activations (x*sigmoid(x), x*0.5*(1+erf(x/√2)), ...)",
+    "final Softmax/LogSoftmax (stripped)",
 ]
 
 _TOLERANCE = 1e-5
@@ -53,9 +54,10 @@ _TOLERANCE = 1e-5
 class Unsupported(Exception):
     """Raised by a handler: this fx node cannot be represented (message says why)."""
 
-    def __init__(self, op: str, why: str = ""):
+    def __init__(self, op: str, why: str = "", node: str | None = None):
         self.op = op
         self.why = why
+        self.node = node  # the node to name in the error, when not the one being converted
         super().__init__(f"{op}{': ' + why if why else ''}")
 
 
@@ -72,6 +74,7 @@ class Sym:
     value: torch.Tensor
     fx_name: str | None = None
     stripped: str | None = None
+    pending: Any = None  # an elementwise function of another node (liplt_cli.load.elementwise)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -146,6 +149,9 @@ class Converter:
         self.notes: list[str] = []
         self.dtype = example.dtype
         self.device = example.device
+        self.by_name: dict[str, Node] = {}
+        self.values: dict[str, torch.Tensor] = {}  # example value of each emitted node
+        self.materialized: dict[str, Sym] = {}
 
     # ------------------------------------------------------------------ node emission
     def unique(self, base: str) -> str:
@@ -159,6 +165,7 @@ class Converter:
 
     def emit(self, node: Node) -> None:
         self.nodes.append(node)
+        self.by_name[node.name] = node
 
     def linear(self, src: Sym, op: Any, base: str, source: str, value: torch.Tensor | None = None, fx_name: str | None = None) -> Sym:
         """Append a :class:`LinearNode` reading ``src``; returns its symbolic value."""
@@ -171,11 +178,13 @@ class Converter:
                 value = op.forward(src.value)
         if tuple(value.shape[1:]) != tuple(op.out_shape):
             raise Unsupported(source, f"output shape {list(value.shape[1:])} differs from the layer's {list(op.out_shape)}")
+        self.values[name] = value
         return Sym(name, value, fx_name)
 
     def activation(self, src: Sym, act: Any, base: str, source: str, value: torch.Tensor, fx_name: str | None) -> Sym:
         name = self.unique(base)
         self.emit(ActivationNode(name, (src.name,), src.shape, act, source=source))
+        self.values[name] = value
         return Sym(name, value, fx_name)
 
     def const(self, value: Any) -> torch.Tensor:
@@ -208,7 +217,7 @@ class Converter:
 
     # ------------------------------------------------------------------ the walk
     def run(self) -> Sym:
-        from liplt_cli.load import fx_ops
+        from liplt_cli.load import elementwise, fx_ops
 
         env: dict[fx.Node, Any] = {}
         output: Any = None
@@ -223,6 +232,7 @@ class Converter:
                     raise ModelLoadError(f"the model has more than one input ('{node.name}'); only one input is supported")
                 name = self.unique("input")
                 self.emit(InputNode(name, self.input_shape))
+                self.values[name] = self.example
                 env[node] = Sym(name, self.example, node.name)
             elif node.op == "get_attr":
                 env[node] = _fetch_attr(self.gm, str(node.target))
@@ -248,14 +258,28 @@ class Converter:
                 try:
                     if stripped:
                         raise Unsupported(stripped[0].stripped or "Softmax", "a Softmax is only supported as the last layer")
-                    env[node] = fx_ops.convert(self, node, args, kwargs, out)
+                    result = elementwise.extend(self, node, args, kwargs, out)
+                    if result is None:
+                        try:
+                            args = elementwise.materialize_all(self, args)
+                            kwargs = elementwise.materialize_all(self, kwargs)
+                        except Unsupported as exc:  # report it, then look for this node's own problems
+                            self._problem(node, exc)
+                            args = elementwise.materialize_all(self, args)
+                            kwargs = elementwise.materialize_all(self, kwargs)
+                        result = fx_ops.convert(self, node, args, kwargs, out)
+                    env[node] = result
+                    if isinstance(result, Sym) and result.pending is None and result.name in self.by_name:
+                        self.values[result.name] = result.value
                 except Unsupported as exc:
-                    op = exc.op if exc.op else self.describe(node)
-                    label = str(node.target) if node.op == "call_module" and str(node.target) in self.onnx_ops else node.name
-                    self.problems.append((label, f"{op}{' — ' + exc.why if exc.why else ''}"))
+                    self._problem(node, exc)
                     env[node] = self._placeholder(node, out)
             elif node.op == "output":
                 output = fx.node.map_arg(node.args[0], lambda n: env[n])
+                try:
+                    output = elementwise.materialize_all(self, output)
+                except Unsupported as exc:
+                    self._problem(node, exc)
         if self.problems:
             raise UnsupportedOpError(self.problems, SUPPORTED_OPS)
         values = _flatten([output])
@@ -265,6 +289,11 @@ class Converter:
         if not syms:
             raise ModelLoadError("the model's output does not depend on its input")
         return syms[0]
+
+    def _problem(self, node: fx.Node, exc: Unsupported) -> None:
+        op = exc.op if exc.op else self.describe(node)
+        label = exc.node or (str(node.target) if node.op == "call_module" and str(node.target) in self.onnx_ops else node.name)
+        self.problems.append((label, f"{op}{' — ' + exc.why if exc.why else ''}"))
 
     def _placeholder(self, node: fx.Node, out: Any) -> Any:
         """After an unsupported node: a stand-in value so the walk can report later problems too."""

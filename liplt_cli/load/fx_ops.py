@@ -313,15 +313,6 @@ def affine(c: Call, x: Sym, scale: torch.Tensor | None, shift: torch.Tensor | No
     return c.cv.linear(x, Affine(scale, shift, x.shape, label), c.name, c.source)
 
 
-def _silu_pattern(c: Call, a: Sym, b: Sym) -> Sym | None:
-    """``x * sigmoid(x)`` (how ONNX exporters write SiLU) → one SiLU activation."""
-    for x, s in ((a, b), (b, a)):
-        node = next((n for n in reversed(c.cv.nodes) if n.name == s.name), None)
-        if isinstance(node, ActivationNode) and node.activation.key == "sigmoid" and node.inputs == (x.name,):
-            return c.cv.activation(x, make_activation("silu"), c.name, c.source + " (x*sigmoid(x))", c.out, None)
-    return None
-
-
 def binary(c: Call, kind: str, a: Any, b: Any, alpha: Any = 1) -> Sym:
     """``a (+|-|*|/) b`` where at least one operand is symbolic."""
     if isinstance(a, Sym) and isinstance(b, Sym):
@@ -333,10 +324,6 @@ def binary(c: Call, kind: str, a: Any, b: Any, alpha: Any = 1) -> Sym:
             coeffs = () if coeff == 1 else (1.0, coeff)
             c.cv.emit(SumNode(name, (a.name, b.name), a.shape, coeffs, source=c.source))
             return Sym(name, c.out, None)
-        if kind == "mul":
-            silu = _silu_pattern(c, a, b)
-            if silu is not None:
-                return silu
         raise c.unsupported(f"{kind} of two input-dependent tensors is not linear")
     if isinstance(a, Sym):
         x, k = a, per_sample_const(c, a, b)

@@ -16,6 +16,7 @@ Loading never executes code from the file: ONNX is a protobuf of tensors and ope
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from pathlib import Path
 
@@ -120,6 +121,57 @@ def _fix_allowzero(model) -> list[str]:
     return notes
 
 
+def _expand_new_ops(model) -> list[str]:
+    """Write Gelu-20 and Mish-18 with older ops (no opset converter goes below them).
+
+    ``Gelu(x) = x · 0.5 · (1 + erf(x/√2))`` and ``Mish(x) = x · tanh(softplus(x))``; the fx loader
+    recognises both compositions again as one activation (:mod:`liplt_cli.load.elementwise`).
+    """
+    from onnx import helper, numpy_helper
+    import numpy as np
+
+    expanded: list[str] = []
+    new_nodes = []
+    consts: dict[str, float] = {}
+
+    def const(value: float) -> str:
+        name = f"liplt_const_{len(consts)}_{value:g}".replace(".", "_").replace("-", "m")
+        consts.setdefault(name, value)
+        return name
+
+    for k, node in enumerate(model.graph.node):
+        if node.op_type == "Gelu" and node.domain in ("", "ai.onnx"):
+            approx = next((a.s.decode() for a in node.attribute if a.name == "approximate"), "none")
+            if approx != "none":
+                new_nodes.append(node)
+                continue
+            x, y, p = node.input[0], node.output[0], f"liplt_gelu{k}"
+            new_nodes += [
+                helper.make_node("Div", [x, const(math.sqrt(2.0))], [p + "_d"], name=f"{node.name}/div"),
+                helper.make_node("Erf", [p + "_d"], [p + "_e"], name=f"{node.name}/erf"),
+                helper.make_node("Add", [p + "_e", const(1.0)], [p + "_a"], name=f"{node.name}/add"),
+                helper.make_node("Mul", [x, p + "_a"], [p + "_m"], name=f"{node.name}/mul"),
+                helper.make_node("Mul", [p + "_m", const(0.5)], [y], name=f"{node.name}/half"),
+            ]
+            expanded.append(node.name or "Gelu")
+        elif node.op_type == "Mish" and node.domain in ("", "ai.onnx"):
+            x, y, p = node.input[0], node.output[0], f"liplt_mish{k}"
+            new_nodes += [
+                helper.make_node("Softplus", [x], [p + "_s"], name=f"{node.name}/softplus"),
+                helper.make_node("Tanh", [p + "_s"], [p + "_t"], name=f"{node.name}/tanh"),
+                helper.make_node("Mul", [x, p + "_t"], [y], name=f"{node.name}/mul"),
+            ]
+            expanded.append(node.name or "Mish")
+        else:
+            new_nodes.append(node)
+    if expanded:
+        del model.graph.node[:]
+        model.graph.node.extend(new_nodes)
+        for name, value in consts.items():
+            model.graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np.float32), name))
+    return expanded
+
+
 def _graph_input(model):
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
@@ -217,6 +269,9 @@ def load_onnx(path: Path, data: bytes, input_shape: tuple[int, ...] | None = Non
     if rewritten:
         notes.append(f"Reshape allowzero=1 rewritten to 0 (no zero in the target shape): {', '.join(rewritten)}")
     if opset > MAX_OPSET:
+        expanded = _expand_new_ops(model)
+        if expanded:
+            notes.append(f"Gelu/Mish written with older ops before the opset conversion: {', '.join(expanded)}")
         model = _convert_opset(model, MAX_OPSET)
         notes.append(f"ONNX opset {opset} converted to {MAX_OPSET}")
     elif 0 < opset < MIN_OPSET:
