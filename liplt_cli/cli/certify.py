@@ -151,6 +151,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _render(result, console, how: str, per_sample: Path | None, plot: Path | None) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from liplt_cli.cli.render import fmt
@@ -159,8 +160,8 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
     head = Table(show_header=False, box=None, pad_edge=False)
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("model", f"{d['model']} ({how})")
-    head.add_row("data", d["data"]["description"])
+    head.add_row("model", escape(f"{d['model']} ({how})"))
+    head.add_row("data", escape(d["data"]["description"]))
     head.add_row("norm", f"ℓ{d['norm']}")
     head.add_row("clean accuracy", f"{result.clean_accuracy:.2%}")
     head.add_row("radius", f"mean {fmt(result.mean_radius)}, median {fmt(result.median_radius)} (misclassified count as 0)")
@@ -187,12 +188,12 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
                                                ": please report this (sound constants should prevent it)") + "[/yellow]")
     if not result.sound:
         console.print("[yellow]--fast: the constants are power-iteration estimates; these radii are NOT certificates[/yellow]")
-    for note in result.notes:
-        console.print(f"note: {note}")
+    for note in (*result.constants_notes, *result.notes):
+        console.print(f"note: {note}", markup=False, highlight=False)
     if per_sample is not None:
-        console.print(f"per-sample radii written to {per_sample}")
+        console.print(f"per-sample radii written to {per_sample}", markup=False, highlight=False)
     if plot is not None:
-        console.print(f"plot written to {plot}")
+        console.print(f"plot written to {plot}", markup=False, highlight=False)
     if result.gate is not None:
         g = result.gate
         verdict = "[green]passed[/green]" if g.passed else "[red]FAILED[/red]"
