@@ -80,3 +80,19 @@ def test_errors_exit_2_with_one_line(tmp_path, capsys, extra, message):
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], err
     assert "Traceback" not in err
+
+
+def test_npz_dataset_with_train_range_is_recorded(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, x=rng.random((40, 1, 6, 6)).astype(np.float32), y=rng.integers(0, 3, 40))
+    code = run(["train", "--dataset", str(path), "--train-range", "8:40", "--arch", "mlp:8", "--epochs", "1",
+                "--warmup-epochs", "0", "--device", "cpu", "--out", str(tmp_path / "n"), "--json"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    doc = json.loads(cap.out)
+    assert "training indices 8–39" in doc["data"] and "8 of them held out for validation" in doc["data"]
+    assert doc["final"]["samples_rank0"] == 24 and doc["final"]["val_samples"] == 8
+    assert "embedded" not in cap.err

@@ -51,6 +51,7 @@ def split_train_val(
     n_val = min(int(val_size), n // 4)
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(n))
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    description = f"{description}; {n_val} of them held out for validation (seed {seed})"
     return TrainData(x[train_idx], y[train_idx], x[val_idx], y[val_idx], num_classes, description, embedded)
 
 

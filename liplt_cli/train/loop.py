@@ -130,7 +130,10 @@ def prepare_data(cfg: TrainConfig) -> TrainData:
     ds = load_dataset(name, split="train", data_dir=cfg.data_dir, limit=cfg.limit, indices=indices)
     if len(ds) == 0:
         raise DataError(f"no training samples in {ds.description}")
-    return split_train_val(ds.x, ds.y, cfg.val_size, cfg.seed, ds.num_classes, ds.description, embedded)
+    desc = ds.description
+    if indices is not None:
+        desc += f" (training indices {indices.start}–{indices.stop - 1})"
+    return split_train_val(ds.x, ds.y, cfg.val_size, cfg.seed, ds.num_classes, desc, embedded)
 
 
 # --- distributed ----------------------------------------------------------------------------
