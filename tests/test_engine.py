@@ -51,7 +51,10 @@ def dense(nets):
     return out
 
 
-def _check_close(method_bound, reference, rtol=1e-6):
+def _check_close(method_bound, reference, rtol=1e-5):
+    """Equal up to the certified eigenvalue gap (1e-6) and the safety margin, and never below."""
+    assert method_bound.global_ >= reference["global"] * (1 - 1e-12)
+    assert np.all(np.array(method_bound.pairwise) >= np.array(reference["pairwise"]) * (1 - 1e-12))
     assert method_bound.global_ == pytest.approx(reference["global"], rel=rtol, abs=1e-9)
     np.testing.assert_allclose(method_bound.per_class, reference["per_class"], rtol=rtol, atol=1e-9)
     np.testing.assert_allclose(method_bound.pairwise, reference["pairwise"], rtol=rtol, atol=1e-9)
@@ -103,14 +106,14 @@ def test_one_hidden_layer_matches_equations_11_and_13():
     eq11 = beta * np.linalg.norm(w1, 2) * np.linalg.norm(w0, 2)
     eq13 = np.linalg.norm((alpha + beta) / 2 * w1 @ w0, 2) + (beta - alpha) / 2 * np.linalg.norm(w1, 2) * np.linalg.norm(w0, 2)
     result = compute_bounds(g, norm=2.0)
-    assert result.methods["naive"].global_ == pytest.approx(eq11, rel=1e-6)
-    assert result.methods["liplt"].global_ == pytest.approx(eq13, rel=1e-6)
+    assert result.methods["naive"].global_ == pytest.approx(eq11, rel=1e-5)
+    assert result.methods["liplt"].global_ == pytest.approx(eq13, rel=1e-5)
     assert result.methods["liplt"].guarantee is Guarantee.EXACT
     # pairwise row (e_i - e_j)ᵀ W1 of eq. 13
     i, j = 0, 2
     row = (w1[i] - w1[j])[None, :]
     eq13_ij = np.linalg.norm(0.5 * row @ w0) + 0.5 * np.linalg.norm(row) * np.linalg.norm(w0, 2)
-    assert result.methods["liplt"].pairwise[i][j] == pytest.approx(eq13_ij, rel=1e-6)
+    assert result.methods["liplt"].pairwise[i][j] == pytest.approx(eq13_ij, rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ["conv-relu", "residual-bn", "residual-mlp"])

@@ -102,10 +102,11 @@ class _Terms:
                 self.table[key] = _Term(value, guarantee)
             return
         new_v, old_v = float(value), float(old.value)
-        tie = abs(new_v - old_v) <= 1e-12 * max(abs(new_v), abs(old_v))
-        if tie:  # equal up to round-off: keep the better label
-            if guarantee is Guarantee.EXACT:
-                self.table[key] = _Term(value, guarantee)
+        # within the certified eigenvalue gap of an exact value, a sound value is exact too
+        tie = abs(new_v - old_v) <= 1e-5 * max(abs(new_v), abs(old_v))
+        if tie:  # keep the smaller value, with the better label of the two
+            label = Guarantee.EXACT if Guarantee.EXACT in (guarantee, old.guarantee) else old.guarantee
+            self.table[key] = _Term(value if new_v < old_v else old.value, label)
         elif new_v < old_v:
             self.table[key] = _Term(value, guarantee)
 
