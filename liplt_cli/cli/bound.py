@@ -1,11 +1,175 @@
-"""`liplt bound` (placeholder until its issue lands)."""
+"""`liplt bound MODEL`: naive and LipLT upper bounds on the Lipschitz constant.
+
+Examples::
+
+    liplt bound model.onnx                       # ℓ2, both methods, sound (exact / upper bound)
+    liplt bound model.onnx --norm inf --per-class
+    liplt bound model.onnx --fast --iterations 50   # power-iteration estimates (not bounds)
+    liplt bound model.onnx --json                # the stable JSON contract below
+
+``--json`` prints ``BoundResult.to_dict()``::
+
+    {"model": PATH, "norm": "2"|"inf"|"1", "device": ..., "settings": {...},
+     "methods": {"naive"|"liplt": {"global": L, "per_class": [L_i], "pairwise": [[L_ij]],
+                 "pairwise_mean", "pairwise_max", "sum_per_class_mean", "sqrt2_global",
+                 "guarantee": "exact"|"upper bound"|"estimate", "term_counts": {...},
+                 "seconds", "iterations", "last_relative_change", "notes"}}}
+"""
 
 from __future__ import annotations
 
+from enum import Enum
+from typing import Annotated
+
 import typer
+from rich.table import Table
+
+from liplt_cli.cli.options import (
+    ArchOpt,
+    DeviceOpt,
+    DeviceChoice,
+    InputShapeOpt,
+    JsonOpt,
+    MeanOpt,
+    ModelArg,
+    NormChoice,
+    NormOpt,
+    StdOpt,
+    parse_float_list,
+    parse_shape,
+    resolve_device,
+)
+from liplt_cli.cli.render import fmt, print_json, progress, stdout_console
+
+
+class MethodChoice(str, Enum):
+    naive = "naive"
+    liplt = "liplt"
+    all = "all"
+
+
+GUARANTEE_STYLE = {"exact": "green", "upper bound": "green", "estimate": "yellow"}
+
+
+def _render(result, show: str, model: str) -> None:
+    console = stdout_console()
+    if not console.is_terminal:
+        console.width = max(console.width, 140)
+    norm = result.to_dict()["norm"]
+    table = Table(title=f"Lipschitz bounds of {model} (input norm ℓ{norm}, {result.device})", title_justify="left")
+    for col in ("method", "global L", "mean L_ij", "max L_ij", "mean L_i+L_j", "√2·L", "guarantee", "terms", "time"):
+        table.add_column(col, justify="right" if col not in ("method", "guarantee", "terms") else "left")
+    for m in result.methods.values():
+        g = m.guarantee.value
+        terms = ", ".join(f"{v} {k}" for k, v in m.term_counts.items() if v)
+        table.add_row(
+            m.method, fmt(m.global_), fmt(m.pairwise_mean), fmt(m.pairwise_max), fmt(m.sum_per_class_mean),
+            fmt(m.sqrt2_global) if norm == "2" else "—", f"[{GUARANTEE_STYLE[g]}]{g}[/]", terms, f"{m.seconds:.2f}s",
+        )
+    console.print(table)
+    if "naive" in result.methods and "liplt" in result.methods:
+        n, l = result.methods["naive"], result.methods["liplt"]
+        if l.pairwise_mean > 0 and l.global_ > 0:
+            console.print(
+                f"tightness naive / LipLT: global {n.global_ / l.global_:.2f}×, mean pairwise "
+                f"{n.pairwise_mean / l.pairwise_mean:.2f}×"
+            )
+    for m in result.methods.values():
+        if m.guarantee.value == "estimate":
+            change = f", last relative change {m.last_relative_change:.1e}" if m.last_relative_change is not None else ""
+            console.print(
+                f"[yellow]{m.method}: power-iteration estimates ({m.iterations} iterations{change}); "
+                "they converge from below and are NOT guaranteed upper bounds.[/]"
+            )
+    if show == "per-class":
+        t = Table(title="per-class constants L_i", title_justify="left")
+        t.add_column("class", justify="right")
+        for m in result.methods.values():
+            t.add_column(f"{m.method} ({m.guarantee.value})", justify="right")
+        k = next(iter(result.methods.values())).num_classes
+        for i in range(k):
+            t.add_row(str(i), *[fmt(m.per_class[i]) for m in result.methods.values()])
+        console.print(t)
+    if show == "pairwise":
+        for m in result.methods.values():
+            k = m.num_classes
+            if k > 20:
+                console.print(f"{m.method}: {k}×{k} pairwise matrix not shown (use --json)")
+                continue
+            t = Table(title=f"pairwise constants L_ij, {m.method} ({m.guarantee.value})", title_justify="left")
+            t.add_column("i\\j", justify="right")
+            for j in range(k):
+                t.add_column(str(j), justify="right")
+            for i in range(k):
+                t.add_row(str(i), *["·" if i == j else fmt(m.pairwise[i][j], 3) for j in range(k)])
+            console.print(t)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("bound", help="(not available yet)")
-    def _cmd() -> None:
-        raise typer.Exit(2)
+    @app.command(
+        "bound",
+        help=(
+            "Upper bounds on the Lipschitz constant of MODEL: naive (product of norms, eq. 11) and "
+            "LipLT (loop transformation, eq. 16), global, per class and per class pair. Sound by "
+            "default: every number is exact or a guaranteed upper bound; --fast gives estimates."
+        ),
+    )
+    def bound_cmd(
+        model: ModelArg,
+        norm: NormOpt = NormChoice.l2,
+        method: Annotated[MethodChoice, typer.Option("--method", help="naive, liplt or all.")] = MethodChoice.all,
+        pairwise: Annotated[bool, typer.Option("--pairwise", help="Also print the K×K matrix of L_ij.")] = False,
+        per_class: Annotated[bool, typer.Option("--per-class", help="Also print L_i for every class.")] = False,
+        global_only: Annotated[bool, typer.Option("--global", help="Print only the summary table (default).")] = False,
+        fast: Annotated[
+            bool, typer.Option("--fast", help="Power-iteration estimates for inner norms (fast; NOT guaranteed).")
+        ] = False,
+        iterations: Annotated[
+            int, typer.Option("--iterations", min=1, help="Power iterations per norm with --fast.")
+        ] = 100,
+        explicit_budget: Annotated[
+            float,
+            typer.Option(
+                "--explicit-budget",
+                min=0.0,
+                help="Largest cost (≈ flops) of making a map explicit to take its exact norm; "
+                "larger is tighter and slower.",
+            ),
+        ] = 4e10,
+        device: DeviceOpt = DeviceChoice.auto,
+        json_out: JsonOpt = False,
+        input_shape: InputShapeOpt = None,
+        mean: MeanOpt = None,
+        std: StdOpt = None,
+        arch: ArchOpt = None,
+    ) -> None:
+        from liplt_cli.lipschitz import EngineOptions, compute_bounds
+        from liplt_cli.load import load_model
+
+        if sum([pairwise, per_class, global_only]) > 1:
+            raise typer.BadParameter("choose at most one of --pairwise, --per-class, --global")
+        dev = resolve_device(device)
+        graph = load_model(
+            model,
+            input_shape=parse_shape(input_shape),
+            mean=parse_float_list(mean, "--mean"),
+            std=parse_float_list(std, "--std"),
+            arch=arch,
+        )
+        methods = ("naive", "liplt") if method is MethodChoice.all else (method.value,)
+        options = EngineOptions(norm=norm.p, fast=fast, iterations=iterations, explicit_budget=explicit_budget)
+        with progress(enabled=not json_out) as bar:
+            task = bar.add_task("computing norms", total=None)
+
+            def on_progress(phase: str, done: int, total: int) -> None:
+                bar.update(task, description=phase, completed=done, total=total)
+
+            result = compute_bounds(
+                graph, norm=norm.p, methods=methods, fast=fast, iterations=iterations, device=dev,
+                options=options, progress=on_progress, model=str(model),
+            )
+        if json_out:
+            print_json(result.to_dict())
+        else:
+            show = "pairwise" if pairwise else "per-class" if per_class else "global"
+            _render(result, show, str(model))
