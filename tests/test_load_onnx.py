@@ -479,3 +479,36 @@ def test_elementwise_function_that_is_no_activation(tmp_path):
     model = _model(nodes, [_init("w", RNG.normal(size=(3, 4)))], [1, 4], [1, 3])
     with pytest.raises(UnsupportedOpError, match="my_abs.*matches no supported activation"):
         load_model(_save(model, tmp_path / "abs.onnx"))
+
+
+def test_many_onnx_ops_against_reference_evaluator(tmp_path):
+    """auto_pad SAME_UPPER (asymmetric), BatchNormalization, LeakyRelu, ConvTranspose, MaxPool,
+    AveragePool without padded cells, Transpose, Concat, Clip, GlobalAveragePool, Squeeze, Gemm."""
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], strides=[2, 2], auto_pad="SAME_UPPER", name="conv_same"),
+        helper.make_node("BatchNormalization", ["c1", "g", "beta", "mu", "var"], ["bn"], epsilon=1e-3, name="bn"),
+        helper.make_node("LeakyRelu", ["bn"], ["lr"], alpha=0.1, name="leaky"),
+        helper.make_node("ConvTranspose", ["lr", "wt"], ["up"], strides=[2, 2], name="up"),
+        helper.make_node("MaxPool", ["up"], ["mp"], kernel_shape=[2, 2], strides=[2, 2], name="maxpool"),
+        helper.make_node("AveragePool", ["mp"], ["ap"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=0, name="avgpool"),
+        helper.make_node("Transpose", ["mp"], ["tr"], perm=[0, 1, 3, 2], name="transpose"),
+        helper.make_node("Concat", ["ap", "tr"], ["cat"], axis=1, name="concat"),
+        helper.make_node("Clip", ["cat", "lo", "hi"], ["cl"], name="clip"),
+        helper.make_node("GlobalAveragePool", ["cl"], ["gap"], name="gap"),
+        helper.make_node("Squeeze", ["gap", "axes"], ["sq"], name="squeeze"),
+        helper.make_node("Gemm", ["sq", "w2", "b2"], ["output"], transB=1, name="fc"),
+    ]
+    inits = [
+        _init("w1", RNG.normal(size=(4, 2, 3, 3))), _init("b1", RNG.normal(size=4)),
+        _init("g", RNG.random(4) + 0.5), _init("beta", RNG.normal(size=4)), _init("mu", RNG.normal(size=4)),
+        _init("var", RNG.random(4) + 0.5), _init("wt", RNG.normal(size=(4, 4, 2, 2))),
+        _init("lo", 0.0), _init("hi", 2.0), numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "axes"),
+        _init("w2", RNG.normal(size=(3, 8))), _init("b2", RNG.normal(size=3)),
+    ]
+    # opset 15: onnx's reference BatchNormalization-9 (opset 13) does not follow the formula
+    model = _model(nodes, inits, [1, 2, 8, 8], [1, 3], opset=15)
+    graph = load_model(_save(model, tmp_path / "ops.onnx"))
+    assert any("auto_pad" in n for n in graph.notes)
+    assert sum(isinstance(n, LinearNode) and isinstance(n.op, Pad) for n in graph.nodes) == 1
+    for seed in range(3):
+        _check_against_reference(graph, model, (1, 2, 8, 8), seed=seed)

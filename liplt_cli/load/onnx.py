@@ -172,6 +172,55 @@ def _expand_new_ops(model) -> list[str]:
     return expanded
 
 
+def _explicit_auto_pad(model) -> list[str]:
+    """Replace ``auto_pad=SAME_UPPER/SAME_LOWER`` of Conv/MaxPool/AveragePool by explicit pads.
+
+    Along each axis the total padding is ``max((⌈n/s⌉ − 1)·s + d·(k − 1) + 1 − n, 0)``; SAME_UPPER
+    puts the odd cell at the end, SAME_LOWER at the beginning (onnx2torch converts neither).
+    """
+    shapes = {}
+    for vi in list(model.graph.value_info) + list(model.graph.input):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+        shapes[vi.name] = dims
+    inits = {i.name: list(i.dims) for i in model.graph.initializer}
+    rewritten = []
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "MaxPool", "AveragePool"):
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        mode = attrs["auto_pad"].s.decode() if "auto_pad" in attrs else "NOTSET"
+        if mode not in ("SAME_UPPER", "SAME_LOWER"):
+            continue
+        dims = shapes.get(node.input[0])
+        if "kernel_shape" in attrs:
+            kernel = list(attrs["kernel_shape"].ints)
+        elif node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in inits:
+            kernel = inits[node.input[1]][2:]
+        else:
+            continue
+        if not dims or any(d is None for d in dims[2:]) or len(dims) - 2 != len(kernel):
+            raise ModelLoadError(f"{node.op_type} node '{node.name}' uses auto_pad={mode} on an input of unknown shape")
+        n = len(kernel)
+        strides = list(attrs["strides"].ints) if "strides" in attrs else [1] * n
+        dilations = list(attrs["dilations"].ints) if "dilations" in attrs else [1] * n
+        begin, end = [], []
+        for size, k, st, dl in zip(dims[2:], kernel, strides, dilations):
+            total = max((-(-size // st) - 1) * st + dl * (k - 1) + 1 - size, 0)
+            small, large = total // 2, total - total // 2
+            begin.append(small if mode == "SAME_UPPER" else large)
+            end.append(large if mode == "SAME_UPPER" else small)
+        attrs["auto_pad"].s = b"NOTSET"
+        if "pads" in attrs:
+            del attrs["pads"].ints[:]
+            attrs["pads"].ints.extend(begin + end)
+        else:
+            from onnx import helper
+
+            node.attribute.append(helper.make_attribute("pads", begin + end))
+        rewritten.append(node.name or node.op_type)
+    return rewritten
+
+
 def _graph_input(model):
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
@@ -282,6 +331,9 @@ def load_onnx(path: Path, data: bytes, input_shape: tuple[int, ...] | None = Non
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:
         pass  # onnx2torch infers shapes again where it needs them
+    padded = _explicit_auto_pad(model)
+    if padded:
+        notes.append(f"auto_pad SAME written as explicit pads: {', '.join(padded)}")
 
     import onnx2torch
     from onnx2torch.onnx_graph import OnnxGraph
