@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from compare_nets import mlp_graph, random_mlp
+from tests.compare_nets import mlp_graph, random_mlp
 from liplt_cli.errors import ArgumentError
 from liplt_cli.lipschitz.lower import LOWER_BOUND_LABEL, empirical_lower_bound, jacobians
 
