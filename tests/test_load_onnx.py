@@ -512,3 +512,15 @@ def test_many_onnx_ops_against_reference_evaluator(tmp_path):
     assert sum(isinstance(n, LinearNode) and isinstance(n.op, Pad) for n in graph.nodes) == 1
     for seed in range(3):
         _check_against_reference(graph, model, (1, 2, 8, 8), seed=seed)
+
+
+def test_batch_one_reshape_constant(tmp_path):
+    """Reshape to [1, -1] (batch 1 written into the file) runs at batch 2 but mixes the samples."""
+    nodes = [helper.make_node("Reshape", ["input", "shape"], ["flat"], name="to_row"),
+             helper.make_node("Gemm", ["flat", "w", "b"], ["output"], transB=1, name="fc")]
+    inits = [numpy_helper.from_array(np.array([1, -1], dtype=np.int64), "shape"),
+             _init("w", RNG.normal(size=(3, 12))), _init("b", RNG.normal(size=3))]
+    model = _model(nodes, inits, [1, 3, 2, 2], [1, 3])
+    graph = load_model(_save(model, tmp_path / "row.onnx"))
+    assert graph.input_shape == (3, 2, 2) and graph.output_shape == (3,)
+    _check_against_reference(graph, model, (1, 3, 2, 2))

@@ -343,10 +343,13 @@ def _pick_batch(gm: fx.GraphModule, shape: tuple[int, ...], dtype: torch.dtype, 
         x = torch.randn((batch, *shape), generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
         try:
             with torch.no_grad():
-                gm(x)
-            return x
+                y = gm(x)
         except Exception as exc:
             last = exc
+            continue
+        first = _flatten([y])[0] if isinstance(y, (list, tuple, dict)) else y
+        if batch == 1 or (isinstance(first, torch.Tensor) and first.dim() > 0 and first.shape[0] == batch):
+            return x  # (a batch-2 run whose output has another batch size mixed the samples)
     raise InputShapeError(
         f"the model does not run on inputs of per-sample shape {list(shape)}: {type(last).__name__}: {last}"
     )
@@ -436,7 +439,15 @@ def graph_from_module(
         dtype, device = _model_dtype(module)
         example = _pick_batch(gm, shape, dtype, device, seed)
         conv = Converter(gm, shape, example, onnx_ops)
-        out = conv.run()
+        try:
+            out = conv.run()
+        except UnsupportedOpError:
+            if example.shape[0] == 1:
+                raise
+            # a model written for batch 1 (e.g. Reshape to [1, -1]) may mix samples at batch 2
+            example = example[:1]
+            conv = Converter(gm, shape, example, onnx_ops)
+            out = conv.run()
         nodes = _prune(conv.nodes, out.name)
         notes = list(conv.notes)
         if out.stripped:
