@@ -524,3 +524,13 @@ def test_batch_one_reshape_constant(tmp_path):
     graph = load_model(_save(model, tmp_path / "row.onnx"))
     assert graph.input_shape == (3, 2, 2) and graph.output_shape == (3,)
     _check_against_reference(graph, model, (1, 3, 2, 2))
+
+
+def test_softmax_then_identity_is_still_final(tmp_path):
+    nodes = [helper.make_node("Gemm", ["input", "w"], ["g"], transB=1, name="fc"),
+             helper.make_node("Softmax", ["g"], ["s"], axis=1, name="softmax"),
+             helper.make_node("Identity", ["s"], ["output"], name="identity")]
+    model = _model(nodes, [_init("w", RNG.normal(size=(3, 4)))], [1, 4], [1, 3])
+    graph = load_model(_save(model, tmp_path / "si.onnx"))
+    assert any("Softmax" in n for n in graph.notes)
+    assert [type(n).__name__ for n in graph.nodes] == ["InputNode", "LinearNode"]

@@ -257,7 +257,12 @@ class Converter:
                         ) from exc
                 try:
                     if stripped:
-                        raise Unsupported(stripped[0].stripped or "Softmax", "a Softmax is only supported as the last layer")
+                        keep = stripped[0]
+                        if len(syms) == 1 and isinstance(out, torch.Tensor) and out.shape == keep.value.shape \
+                                and torch.equal(out, keep.value):
+                            env[node] = keep  # Identity / Dropout / Cast after the final Softmax
+                            continue
+                        raise Unsupported(keep.stripped or "Softmax", "a Softmax is only supported as the last layer")
                     result = elementwise.extend(self, node, args, kwargs, out)
                     if result is None:
                         try:
