@@ -534,3 +534,19 @@ def test_softmax_then_identity_is_still_final(tmp_path):
     graph = load_model(_save(model, tmp_path / "si.onnx"))
     assert any("Softmax" in n for n in graph.notes)
     assert [type(n).__name__ for n in graph.nodes] == ["InputNode", "LinearNode"]
+
+
+def test_weight_times_column_vector_input(tmp_path):
+    """Input [1, 784, 1] multiplied from the left, W @ x + b, as some verification benchmarks write it."""
+    nodes = [helper.make_node("MatMul", ["w1", "input"], ["m1"], name="w1x"),
+             helper.make_node("Add", ["m1", "b1"], ["a1"], name="plus_b1"),
+             helper.make_node("Relu", ["a1"], ["r1"], name="relu"),
+             helper.make_node("MatMul", ["w2", "r1"], ["m2"], name="w2x"),
+             helper.make_node("Add", ["m2", "b2"], ["output"], name="plus_b2")]
+    inits = [_init("w1", RNG.normal(size=(20, 784))), _init("b1", RNG.normal(size=(20, 1))),
+             _init("w2", RNG.normal(size=(10, 20))), _init("b2", RNG.normal(size=(10, 1)))]
+    model = _model(nodes, inits, [1, 784, 1], [1, 10, 1])
+    graph = load_model(_save(model, tmp_path / "wx.onnx"))
+    assert graph.input_shape == (784, 1) and graph.num_classes == 10
+    assert sum(isinstance(n, LinearNode) and isinstance(n.op, Dense) for n in graph.nodes) == 2
+    _check_against_reference(graph, model, (1, 784, 1))
