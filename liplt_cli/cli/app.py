@@ -41,6 +41,15 @@ def _register() -> None:
 _register()
 
 
+def _click_exceptions():
+    """Click's exception module (recent Typer releases vendor Click as ``typer._click``)."""
+    try:
+        from click import exceptions
+    except ImportError:  # pragma: no cover - depends on the installed Typer
+        from typer._click import exceptions  # type: ignore[no-redef]
+    return exceptions
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return the exit code (errors become one stderr line)."""
     try:
@@ -53,15 +62,14 @@ def run(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        click_exceptions = _click_exceptions()
+        if isinstance(exc, click_exceptions.ClickException):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, click_exceptions.Abort):
             print("aborted", file=sys.stderr)
             return 130
-        if isinstance(exc, click.exceptions.Exit):
+        if isinstance(exc, click_exceptions.Exit):
             return exc.exit_code
         if os.environ.get("LIPLT_DEBUG"):
             raise
