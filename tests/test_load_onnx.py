@@ -550,3 +550,18 @@ def test_weight_times_column_vector_input(tmp_path):
     assert graph.input_shape == (784, 1) and graph.num_classes == 10
     assert sum(isinstance(n, LinearNode) and isinstance(n.op, Dense) for n in graph.nodes) == 2
     _check_against_reference(graph, model, (1, 784, 1))
+
+
+def test_gemm_with_computed_weight_alpha_beta_and_zero_pad(tmp_path):
+    """Gemm whose weight is computed from constants (Transpose of an initialiser), alpha/beta ≠ 1,
+    and a Pad with zeros that is not a no-op."""
+    nodes = [helper.make_node("Pad", ["input", "pads"], ["p"], mode="constant", name="pad"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Transpose", ["wt"], ["w"], perm=[1, 0], name="weight_t"),
+             helper.make_node("Gemm", ["f", "w", "c"], ["output"], alpha=2.0, beta=0.5, name="gemm")]
+    inits = [numpy_helper.from_array(np.array([0, 0, 1, 0, 0, 0, 0, 2], dtype=np.int64), "pads"),
+             _init("wt", RNG.normal(size=(4, 3 * 5))), _init("c", RNG.normal(size=(1, 4)))]
+    model = _model(nodes, inits, [1, 1, 2, 3], [1, 4])
+    graph = load_model(_save(model, tmp_path / "gemm.onnx"))
+    assert [type(n.op).__name__ for n in graph.nodes[1:]] == ["Pad", "Reshape", "Dense"]
+    _check_against_reference(graph, model, (1, 1, 2, 3))
