@@ -9,11 +9,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from liplt_cli.errors import ModelLoadError
 from liplt_cli.graph import LayerGraph, prepend_normalization
 from liplt_cli.load.fx import graph_from_module
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["graph_from_module", "load_model", "save_safetensors", "sniff_format"]
 
@@ -90,8 +93,18 @@ def load_model(
     return graph
 
 
-def save_safetensors(module_or_graph, path, arch: str | None = None, extra_metadata: dict | None = None, input_shape=None) -> None:
-    """Write weights plus the layer graph's description (see :mod:`liplt_cli.load.safetensors`)."""
+def save_safetensors(
+    module_or_graph: "torch.nn.Module | LayerGraph",
+    path: str | Path,
+    arch: str | None = None,
+    extra_metadata: dict | None = None,
+    input_shape: Sequence[int] | None = None,
+) -> None:
+    """Write weights plus the layer graph's description (see :mod:`liplt_cli.load.safetensors`).
+
+    ``path`` is replaced atomically; for a module the input shape comes from ``input_shape``,
+    ``extra_metadata["input_shape"]`` or ``arch``'s default.
+    """
     from liplt_cli.load.safetensors import save_safetensors as _save
 
     _save(module_or_graph, path, arch=arch, extra_metadata=extra_metadata, input_shape=input_shape)

@@ -24,7 +24,7 @@ from torch import fx, nn
 
 from liplt_cli.errors import ModelLoadError
 from liplt_cli.graph import Affine, Conv, ConvTranspose, Dense, Pad, Permute, Reshape, make_activation
-from liplt_cli.graph.nodes import ActivationNode, BlockNode, ConcatNode, MaxPool, SumNode
+from liplt_cli.graph.nodes import BlockNode, ConcatNode, MaxPool, SumNode
 from liplt_cli.load.fx import Converter, Sym, Unsupported
 
 

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from liplt_cli.errors import GraphError, InputShapeError, ModelLoadError
+from liplt_cli.errors import InputShapeError, ModelLoadError
 from liplt_cli.graph import LayerGraph
 from liplt_cli.graph.serialize import graph_from_dict, graph_to_dict
 
