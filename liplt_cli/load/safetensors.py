@@ -183,7 +183,12 @@ def load_safetensors_bytes(path: Path, data: bytes, input_shape: tuple[int, ...]
                 f"'{path}' is a plain safetensors file without liplt metadata, so its architecture is unknown; "
                 "pass it with --arch (e.g. --arch 4C3F, --arch 6C2F, --arch mlp:512,512)"
             )
-        return _from_arch(path, tensors, arch, input_shape)
+        if input_shape is None and meta.get("input_shape"):
+            try:
+                input_shape = _parse_shape(meta["input_shape"])
+            except ValueError:
+                input_shape = None
+        return _from_arch(path, tensors, arch, input_shape, meta.get("activation", "relu"))
     if meta.get("liplt_format") != FORMAT_VERSION:
         raise ModelLoadError(f"'{path}' has liplt format {meta.get('liplt_format')!r}; this liplt reads format {FORMAT_VERSION}")
     try:
