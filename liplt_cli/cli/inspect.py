@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from liplt_cli.cli.options import ArchOpt, InputShapeOpt, JsonOpt, MeanOpt, ModelArg, StdOpt, parse_float_list, parse_shape
@@ -88,8 +89,11 @@ def _render(summary: dict[str, Any]) -> None:
     styles = {"activation": "cyan", "block": "magenta", "sum": "yellow", "concat": "yellow", "input": "green"}
     for i, n in enumerate(summary["nodes"]):
         kind = n["kind"]
+        description = escape(n["description"])
+        if " + " in n["source"]:  # constant maps folded into this layer when loading
+            description += f" [dim](+ {escape(n['source'].split(' + ', 1)[1])})[/]"
         table.add_row(
-            str(i), n["name"], f"[{styles.get(kind, 'default')}]{kind}[/]", n["description"],
+            str(i), n["name"], f"[{styles.get(kind, 'default')}]{kind}[/]", description,
             "×".join(str(s) for s in n["shape"]), f"{n['params']:,}" if n["params"] else "", ", ".join(n["inputs"]),
         )
     if not console.is_terminal:  # a pipe or file: wide enough for the table (Rich would use 80 columns)
