@@ -123,8 +123,11 @@ def test_fast_estimates_converge_to_exact(nets, dense, name):
     liplt = result.methods["liplt"]
     assert liplt.guarantee is Guarantee.ESTIMATE
     assert liplt.iterations == 200
-    assert liplt.global_ == pytest.approx(ref["liplt"]["global"], rel=1e-3)
-    assert result.methods["naive"].global_ == pytest.approx(ref["naive"]["global"], rel=1e-3)
+    # power iteration approaches each norm from below; the recursion is monotone in its terms
+    assert liplt.global_ == pytest.approx(ref["liplt"]["global"], rel=5e-3)
+    assert liplt.global_ <= ref["liplt"]["global"] * (1 + 1e-4)
+    assert result.methods["naive"].global_ == pytest.approx(ref["naive"]["global"], rel=5e-3)
+    assert result.methods["naive"].global_ <= ref["naive"]["global"] * (1 + 1e-4)
 
 
 def test_pairwise_triangle_and_proxies(nets):

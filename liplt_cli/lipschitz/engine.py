@@ -384,7 +384,7 @@ def compute_bounds(
 
     Sound by default (every number exact or an upper bound, see the module docstring); with
     ``fast=True`` the inner ℓ2 terms are power-iteration *estimates* (labelled so).  Computation
-    runs in float64 on ``device`` (default: the graph's device).
+    runs on ``device`` (default: the graph's device), in float64 (sound) or float32 (fast).
     """
     for m in methods:
         if m not in METHODS:
@@ -392,7 +392,8 @@ def compute_bounds(
     if norm not in (1.0, 2.0) and not math.isinf(norm):
         raise ValueError(f"unsupported norm {norm}; use 2, inf or 1")
     opts = options or EngineOptions(norm=norm, fast=fast, iterations=iterations)
-    g = graph.detached().to(device=device or graph.device, dtype=torch.float64)
+    # sound numbers are computed in float64; estimates (fast) in float32, like training
+    g = graph.detached().to(device=device or graph.device, dtype=torch.float32 if fast else torch.float64)
     structure = analyse(g, norm)
     inner = [k for k in structure.targets if k != structure.output]
     timings: dict[str, float] = {}
