@@ -569,3 +569,25 @@ def test_gemm_with_computed_weight_alpha_beta_and_zero_pad(tmp_path):
     graph = load_model(_save(model, tmp_path / "gemm.onnx"))
     assert [type(n.op).__name__ for n in graph.nodes[1:]] == ["Pad", "Reshape", "Dense"]
     _check_against_reference(graph, model, (1, 1, 2, 3))
+
+
+def test_dynamic_batch_with_shape_gather_reshape(tmp_path):
+    """x.view(x.size(0), -1) with a dynamic batch exports Shape/Gather/Unsqueeze/Concat/Reshape:
+    the shape arithmetic is folded to a constant and the Reshape stays per sample."""
+
+    class ViewNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(2 * 4 * 4, 3)
+
+        def forward(self, x):
+            y = torch.relu(self.conv(x))
+            return self.fc(y.view(y.size(0), -1))
+
+    torch.manual_seed(0)
+    module = ViewNet()
+    path = export_onnx(module, (1, 6, 6), tmp_path / "view.onnx", input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    assert "Shape" in [n.op_type for n in onnx.load(str(path)).graph.node]
+    graph = load_model(path)
+    assert [type(n).__name__ for n in graph.nodes] == ["InputNode", "LinearNode", "ActivationNode", "LinearNode", "LinearNode"]
+    assert_same(graph, module, (1, 6, 6))
