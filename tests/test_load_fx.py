@@ -306,3 +306,29 @@ def test_gelu_and_softplus_formulas_become_one_activation():
     assert [a.key for a in acts] == ["gelu", "softplus"]
     assert dict(acts[1].params)["beta"] == pytest.approx(2.0)
     assert kinds(graph) == ["InputNode", "Dense", "ActivationNode", "Dense", "ActivationNode", "Dense"]
+
+
+def test_spatial_mean_is_global_average_pooling():
+    class Means(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(2, 3, 3), nn.Linear(6, 2)
+
+        def forward(self, x):
+            y = torch.relu(self.conv(x))
+            a = y.mean((2, 3))
+            b = torch.mean(y, dim=(-1, -2), keepdim=True).flatten(1)
+            return self.fc(torch.cat([a, b], 1))
+
+    model = Means()
+    graph = graph_from_module(model, (2, 5, 6))
+    pools = [n.op for n in graph.nodes if isinstance(n, LinearNode) and isinstance(n.op, Conv) and n.op.groups == 3]
+    assert len(pools) == 2 and all(tuple(p.weight.shape[2:]) == (3, 4) for p in pools)
+    assert_same(graph, model, (2, 5, 6))
+    with pytest.raises(UnsupportedOpError, match="only the spatial axes"):
+        graph_from_module(_ChannelMean(), (2, 5, 6))
+
+
+class _ChannelMean(nn.Module):
+    def forward(self, x):
+        return x.mean(1)

@@ -591,3 +591,14 @@ def test_dynamic_batch_with_shape_gather_reshape(tmp_path):
     graph = load_model(path)
     assert [type(n).__name__ for n in graph.nodes] == ["InputNode", "LinearNode", "ActivationNode", "LinearNode", "LinearNode"]
     assert_same(graph, module, (1, 6, 6))
+
+
+def test_reduce_mean_over_spatial_axes(tmp_path):
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("ReduceMean", ["r"], ["m"], axes=[2, 3], keepdims=0, name="spatial_mean"),
+             helper.make_node("Gemm", ["m", "w2"], ["output"], transB=1, name="fc")]
+    model = _model(nodes, [_init("w", RNG.normal(size=(4, 2, 3, 3))), _init("w2", RNG.normal(size=(3, 4)))],
+                   [1, 2, 7, 7], [1, 3])
+    graph = load_model(_save(model, tmp_path / "rm.onnx"))
+    _check_against_reference(graph, model, (1, 2, 7, 7))

@@ -388,7 +388,8 @@ def h_onnx_sum(c: Call) -> Sym:
 
 
 # ---------------------------------------------------------------------- pooling
-def avgpool(c: Call, x: Sym, kernel, stride, padding, ceil_mode: bool, count_include_pad: bool, divisor) -> Sym:
+def avgpool(c: Call, x: Sym, kernel, stride, padding, ceil_mode: bool, count_include_pad: bool, divisor,
+            check_out: bool = True) -> Sym:
     n = len(x.shape) - 1
     if n < 1:
         raise c.unsupported(f"average pooling of input {list(x.shape)}")
@@ -399,7 +400,7 @@ def avgpool(c: Call, x: Sym, kernel, stride, padding, ceil_mode: bool, count_inc
     area = math.prod(k)
     weight = torch.full((channels, 1, *k), 1.0 / (divisor or area), dtype=c.cv.dtype, device=c.cv.device)
     out_spatial = tuple((x.shape[1 + d] + 2 * p[d] - k[d]) // s[d] + 1 for d in range(n))
-    if tuple(c.out.shape[2:]) != out_spatial:
+    if check_out and tuple(c.out.shape[2:]) != out_spatial:
         raise c.unsupported("ceil_mode adds partial windows")
     op = Conv(weight, None, s, p, (1,) * n, channels, x.shape, (channels, *out_spatial))
     y = c.cv.linear(x, op, c.name, c.source)
@@ -446,7 +447,7 @@ def global_average(c: Call, x: Sym, keepdim: bool = True) -> Sym:
     if len(x.shape) < 2:
         raise c.unsupported("global average of an input without spatial axes")
     k = tuple(x.shape[1:])
-    y = avgpool(c, x, k, k, 0, False, True, None)
+    y = avgpool(c, x, k, k, 0, False, True, None, check_out=False)
     if not keepdim:
         y = c.cv.linear(y, Reshape(y.shape, (x.shape[0],)), c.name + "_squeeze", c.source)
     return y
@@ -457,9 +458,17 @@ def h_global_avg(c: Call) -> Sym:
 
 
 def h_mean(c: Call) -> Sym:
-    x = c.src
-    dims = c.arg(1, "dim")
-    keepdim = bool(c.arg(2, "keepdim", False))
+    return mean(c, c.src, c.arg(1, "dim"), bool(c.arg(2, "keepdim", False)))
+
+
+def h_onnx_reduce(c: Call) -> Sym:
+    if c.mod.operation_type != "ReduceMean":
+        raise c.unsupported(f"{c.mod.operation_type} is not linear" if c.mod.operation_type != "ReduceSum" else "")
+    return mean(c, c.src, c.mod.axes, bool(c.mod.keepdims))
+
+
+def mean(c: Call, x: Sym, dims: Any, keepdim: bool) -> Sym:
+    """Mean over the spatial axes = global average pooling (a depthwise convolution)."""
     rank = x.value.dim()
     if dims is None:
         raise c.unsupported("mean over all axes including the batch")
@@ -770,6 +779,7 @@ ONNX2TORCH_HANDLERS: dict[str, Callable[[Call], Sym]] = {
     "OnnxFunction": h_onnx_function,
     "OnnxSoftmaxV1V11": h_onnx_softmax,
     "OnnxNeg": h_neg,
+    "OnnxReduceStaticAxes": h_onnx_reduce,
 }
 
 FUNCTION_HANDLERS: dict[Any, Callable[[Call], Sym]] = {
