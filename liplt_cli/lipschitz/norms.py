@@ -121,9 +121,12 @@ def conv_fft_bound(op: Conv | ConvTranspose) -> torch.Tensor:
     """Upper bound on the ℓ2 norm of a zero-padded (transposed) convolution by the FFT method.
 
     For 1-d and 2-d convolutions: :math:`\\max_\\omega \\sigma_{\\max}(\\hat K(\\omega))` over the
-    :math:`N`-point grid, :math:`N = n + 2p` (no wrap-around reaches a kept output, so the
-    convolution is a restriction of the circulant operator; stride only drops outputs).  For
-    other dimensions the triangle inequality over kernel taps, :math:`\\sum_t \\|W_t\\|_2`.
+    :math:`N`-point grid, :math:`N \\ge n + 2p` (no wrap-around reaches a kept output, so the
+    convolution is a restriction of the circulant operator).  A stride s is handled exactly for
+    the circulant operator by the polyphase decomposition: the strided convolution equals a
+    stride-1 convolution of the :math:`s^d` polyphase components of x on the :math:`N/s` grid, with
+    an :math:`s^d`-times wider kernel matrix.  For other dimensions the triangle inequality over
+    kernel taps, :math:`\\sum_t \\|W_t\\|_2`.
     """
     w = op.weight
     if isinstance(op, ConvTranspose):
@@ -139,10 +142,6 @@ def conv_fft_bound(op: Conv | ConvTranspose) -> torch.Tensor:
         taps = w.detach().to(torch.float64).reshape(groups, w.shape[0] // groups, w.shape[1], -1)
         per_tap = torch.linalg.matrix_norm(taps.permute(3, 0, 1, 2), ord=2)  # (taps, groups)
         return per_tap.max(dim=1).values.sum()
-    sizes = []
-    for d in range(dims):
-        extent = op.dilation[d] * (w.shape[2 + d] - 1) + 1
-        sizes.append(max(grid[d] + 2 * op.padding[d], extent))
     wd = w.detach().to(torch.float64)
     if any(x != 1 for x in op.dilation):
         # place the taps on the dilated lattice
@@ -151,6 +150,24 @@ def conv_fft_bound(op: Conv | ConvTranspose) -> torch.Tensor:
         index = (slice(None), slice(None)) + tuple(slice(None, None, op.dilation[d]) for d in range(dims))
         dil[index] = wd
         wd = dil
+    stride = tuple(op.stride)
+    sizes = []
+    for d in range(dims):
+        n = max(grid[d] + 2 * op.padding[d], wd.shape[2 + d])
+        sizes.append(-(-n // stride[d]))  # grid of the polyphase components: ceil(n / s)
+    if any(x != 1 for x in stride):
+        # Polyphase: y[t] = Σ_a W[a] x[s·t + a] = Σ_r Σ_q W[s·q + r] x_r[t + q] with x_r[m] = x[s·m + r],
+        # a stride-1 convolution of the s^dims components (an isometric relabelling of x).
+        padded = [-(-wd.shape[2 + d] // stride[d]) * stride[d] for d in range(dims)]
+        wp = wd.new_zeros((*wd.shape[:2], *padded))
+        wp[(slice(None), slice(None)) + tuple(slice(0, wd.shape[2 + d]) for d in range(dims))] = wd
+        if dims == 1:
+            wp = wp.reshape(wp.shape[0], wp.shape[1], padded[0] // stride[0], stride[0])
+            wd = wp.permute(0, 1, 3, 2).reshape(wp.shape[0], -1, padded[0] // stride[0])
+        else:
+            qh, qw = padded[0] // stride[0], padded[1] // stride[1]
+            wp = wp.reshape(wp.shape[0], wp.shape[1], qh, stride[0], qw, stride[1])
+            wd = wp.permute(0, 1, 3, 5, 2, 4).reshape(wp.shape[0], -1, qh, qw)
     spectrum = torch.fft.fftn(wd, s=sizes, dim=tuple(range(2, 2 + dims)))
     # spectrum: (out, in/g, *freq) for Conv; (in, out/g, *freq) for ConvTranspose
     a, b = spectrum.shape[0], spectrum.shape[1]
