@@ -12,7 +12,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 def stdout_console() -> Console:
-    return Console(file=sys.stdout, soft_wrap=False)
+    """Console for results; when stdout is a pipe or file, wide enough for the tables."""
+    console = Console(file=sys.stdout, soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(file=sys.stdout, soft_wrap=False, width=max(console.width, 160))
+    return console
 
 
 def stderr_console() -> Console:
