@@ -407,7 +407,7 @@ def compute_bounds(
         rel_change = None
         if fast and norm == 2:
             est, pstate = power_norms(structure, CUT, cut_pairs, iterations=opts.iterations,
-                                      generator=torch.Generator().manual_seed(opts.seed))
+                                      generator=torch.Generator().manual_seed(opts.seed), progress=progress)
             for (k, s), v in est.items():
                 terms.offer(CUT, k, s, v, Guarantee.ESTIMATE)
             rel_change = pstate.last_relative_change
@@ -433,7 +433,7 @@ def compute_bounds(
             lt_pairs = [(k, s) for k in inner for s in structure.sources_of(LT, k)]
             if fast and norm == 2:
                 est, pstate = power_norms(structure, LT, lt_pairs, iterations=opts.iterations,
-                                          generator=torch.Generator().manual_seed(opts.seed + 1))
+                                          generator=torch.Generator().manual_seed(opts.seed + 1), progress=progress)
                 for (k, s), v in est.items():
                     terms.offer(LT, k, s, v, Guarantee.ESTIMATE)
                 rel_change = max(filter(None, [rel_change, pstate.last_relative_change]), default=None)

@@ -110,11 +110,20 @@ def row_dual_norms(rows: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def pairwise_dual_norms(rows: torch.Tensor, p: float) -> torch.Tensor:
-    """K×K matrix of :math:`\\|r_i - r_j\\|_{p^*}` (zero diagonal), computed from the differences
-    themselves (no Gram cancellation), differentiable."""
+    """K×K matrix of :math:`\\|r_i - r_j\\|_{p^*}` (zero diagonal), differentiable.
+
+    Computed from the differences themselves (no Gram cancellation), for blocks of rows at once
+    (at most ~2^25 difference entries in memory), not one Python iteration per pair.
+    """
     r = rows.reshape(rows.shape[0], -1)
+    k, d = r.shape
     q = dual_exponent(p)
-    return torch.stack([torch.linalg.vector_norm(r[i][None, :] - r, ord=q, dim=1) for i in range(r.shape[0])])
+    block = max(1, (1 << 25) // max(1, k * d))
+    parts = [
+        torch.linalg.vector_norm(r[i : i + block, None, :] - r[None, :, :], ord=q, dim=2)
+        for i in range(0, k, block)
+    ]
+    return torch.cat(parts, dim=0)
 
 
 def conv_fft_bound(op: Conv | ConvTranspose) -> torch.Tensor:

@@ -49,6 +49,7 @@ def power_norms(
     iterations: int = 5,
     with_grad: bool = False,
     generator: torch.Generator | None = None,
+    progress=None,
 ) -> tuple[dict[tuple[str, str], torch.Tensor], PowerState]:
     """Estimate :math:`\\|A_{k,s}\\|_2` for every (k, s) in ``pairs`` (mode ``lt`` or ``cut``)."""
     state = state or PowerState()
@@ -67,7 +68,9 @@ def power_norms(
     sigma_old: dict[tuple[str, str], torch.Tensor] = {}
     rel = None
     with torch.no_grad():
-        for _ in range(iterations):
+        for it in range(iterations):
+            if progress is not None:
+                progress(f"power iteration ({mode})", it, iterations)
             u: dict[tuple[str, str], torch.Tensor] = {}
             forward_pass(structure, mode, [(t, t[1], v[t]) for t in v], reads_fwd, lambda t, n, x: u.__setitem__(t, x))
             sigma_new = {t: torch.linalg.vector_norm(u[t]) for t in u}
