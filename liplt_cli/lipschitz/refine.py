@@ -48,6 +48,7 @@ import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from liplt_cli.graph.graph import LayerGraph
@@ -142,8 +143,8 @@ def loop_maps(graph: LayerGraph, max_neurons: int = DEFAULT_MAX_NEURONS) -> Loop
 def diagonal_t(gmat: torch.Tensor, choice: str, rho: torch.Tensor | None = None) -> torch.Tensor:
     r"""Diagonal of a T with :math:`T \succeq G^\top G` (``gmat`` is G, rows × n)."""
     if choice == "sn":
-        s = torch.linalg.matrix_norm(gmat, ord=2) if gmat.numel() else gmat.new_zeros(())
-        return torch.full((gmat.shape[1],), float(s) ** 2, dtype=gmat.dtype)
+        s = _norm(gmat)
+        return torch.full((gmat.shape[1],), s**2, dtype=gmat.dtype)
     m = (gmat.T @ gmat).abs()
     if choice == "aol":
         return m.sum(dim=1)
@@ -155,10 +156,24 @@ def diagonal_t(gmat: torch.Tensor, choice: str, rho: torch.Tensor | None = None)
     raise ValueError(f"unknown T choice '{choice}' (choose from {', '.join(T_CHOICES)})")
 
 
+def _top_eig(sym: torch.Tensor) -> float:
+    """Largest eigenvalue of a small symmetric float64 matrix (LAPACK through numpy)."""
+    return float(np.linalg.eigvalsh(sym.detach().cpu().numpy())[-1])
+
+
 def _norm(mat: torch.Tensor) -> float:
+    """‖A‖₂ (exact, float64) from the Gram matrix of A's smaller side, with the safety margin."""
     if mat.numel() == 0:
         return 0.0
-    return float(torch.linalg.matrix_norm(mat, ord=2)) * (1 + SAFETY)
+    gram = mat @ mat.T if mat.shape[0] <= mat.shape[1] else mat.T @ mat
+    return math.sqrt(max(_top_eig(gram), 0.0)) * (1 + SAFETY)
+
+
+def _scaled_norm(d: torch.Tensor, gram: torch.Tensor) -> float:
+    """‖diag(d) A‖₂ from the Gram matrix A Aᵀ: √λ_max(D A Aᵀ D) (exact, float64)."""
+    if gram.numel() == 0:
+        return 0.0
+    return math.sqrt(max(_top_eig(d[:, None] * gram * d[None, :]), 0.0)) * (1 + SAFETY)
 
 
 class _Refiner:
@@ -169,23 +184,33 @@ class _Refiner:
         self.choice = choice
         self.m: dict[str, float] = {}  # refined constant of x0 ↦ y_pre(j), per activation j
         self.rho: dict[str, torch.Tensor] = {}  # row norms of A_{pre(j),0}
+        self._grams: dict[tuple[str, str], torch.Tensor] = {}
         for j in lm.activations:
             self.m[j] = self.target_bound(lm.pre[j])
             a0 = lm.get(lm.pre[j], lm.input)
             self.rho[j] = a0.norm(dim=1) if a0 is not None else None  # type: ignore[assignment]
+
+    def gram(self, target: str, source: str) -> torch.Tensor | None:
+        key = (target, source)
+        if key not in self._grams:
+            a = self.lm.get(target, source)
+            if a is None:
+                return None
+            self._grams[key] = a @ a.T
+        return self._grams[key]
 
     def weighted_lip(self, j: str, d: torch.Tensor) -> float:
         """Bound on Lip(x0 ↦ D y_{pre(j)}) for D = diag(d) ≥ 0."""
         lm = self.lm
         simple = float(d.max()) * (1 + SAFETY) * self.m[j] if d.numel() else 0.0
         k = lm.pre[j]
-        a0 = lm.get(k, lm.input)
-        expanded = _norm(d[:, None] * a0) if a0 is not None else 0.0
+        g0 = self.gram(k, lm.input)
+        expanded = _scaled_norm(d, g0) if g0 is not None else 0.0
         for i in lm.activations:
-            aki = lm.get(k, i)
-            if aki is None or i == j:
+            gki = self.gram(k, i) if i != j else None
+            if gki is None:
                 continue
-            expanded += lm.radius[i] * _norm(d[:, None] * aki) * self.m[i]
+            expanded += lm.radius[i] * _scaled_norm(d, gki) * self.m[i]
         return min(simple, expanded)
 
     def term(self, gmat: torch.Tensor, j: str) -> float:
