@@ -1,11 +1,163 @@
-"""`liplt compare` (placeholder until its issue lands)."""
+"""`liplt compare MODEL [MODEL...]`: Lipschitz methods side by side (the paper's Table 2).
+
+Examples::
+
+    liplt compare model.onnx                                  # every method, ℓ2
+    liplt compare a.onnx b.onnx --methods naive,liplt,lower   # several models, some methods
+    liplt compare model.onnx --plot compare.png               # bars per method, log scale
+    liplt compare model.onnx --json                           # the JSON contract below
+
+One row per (model, method): mean pairwise L_ij, mean L_i + L_j, mean √2·L (ℓ2 only), the
+guarantee label, the gap to the empirical lower bound and the time.  The ``lower`` row is an
+*estimate from below*: the true constant lies between it and the smallest sound upper bound.
+
+``--json`` prints ``ComparisonResult.to_dict()``::
+
+    {"norm": "2"|"inf"|"1", "device": ..., "methods": [...], "settings": {...},
+     "models": [{"model": PATH, "num_classes": K, "notes": [...],
+                 "rows": [{"method", "guarantee", "skipped", "reason", "global", "pairwise_mean",
+                           "sum_per_class_mean", "sqrt2_global", "gap_to_lower", "seconds",
+                           "notes"}]}]}
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+from rich.table import Table
+
+from liplt_cli.cli.options import (
+    ArchOpt,
+    DeviceChoice,
+    DeviceOpt,
+    InputShapeOpt,
+    JsonOpt,
+    MeanOpt,
+    NormChoice,
+    NormOpt,
+    StdOpt,
+    parse_float_list,
+    parse_shape,
+    resolve_device,
+)
+from liplt_cli.cli.render import fmt, print_json, progress, stdout_console, stderr_console
+from liplt_cli.compare.result import SKIPPED, ComparisonResult
+
+GUARANTEE_STYLE = {"exact": "green", "upper bound": "green", "estimate": "yellow", SKIPPED: "dim"}
+
+
+def _render(result: ComparisonResult) -> None:
+    console = stdout_console()
+    if not console.is_terminal:
+        console.width = max(console.width, 150)
+    norm = result.to_dict()["norm"]
+    table = Table(
+        title=f"Lipschitz constants by method (input norm ℓ{norm}, {result.device}); means over class pairs i<j",
+        title_justify="left",
+    )
+    for col in ("model", "method", "mean L_ij", "mean L_i+L_j", "√2·L", "global L", "guarantee", "÷ lower", "time"):
+        table.add_column(col, justify="left" if col in ("model", "method", "guarantee") else "right")
+    for mc in result.models:
+        for k, row in enumerate(mc.rows):
+            label = row.guarantee
+            style = GUARANTEE_STYLE.get(label, "cyan")
+            table.add_row(
+                mc.model if k == 0 else "",
+                row.method,
+                fmt(row.pairwise_mean) if not row.skipped else "—",
+                fmt(row.sum_per_class_mean) if not row.skipped else "—",
+                fmt(row.sqrt2_global) if row.sqrt2_global is not None and not row.skipped else "—",
+                fmt(row.global_) if not row.skipped else "—",
+                f"[{style}]{label}[/]",
+                f"{row.gap:.2f}×" if row.gap is not None else "—",
+                f"{row.seconds:.2f}s",
+                end_section=k == len(mc.rows) - 1,
+            )
+    console.print(table)
+    for mc in result.models:
+        for row in mc.rows:
+            if row.skipped:
+                console.print(f"[dim]{mc.model}: {row.method} skipped: {row.reason}[/]")
+            elif row.guarantee == "estimate" and row.method != "lower":
+                console.print(f"[yellow]{mc.model}: {row.method} is an estimate, not a guaranteed bound: {'; '.join(row.notes)}[/]")
+    if "lower" in result.methods:
+        console.print(
+            "lower = largest Jacobian norm found (sampling + ascent): the true constant lies between it "
+            "and the smallest sound upper bound; '÷ lower' is each method's mean L_ij over the lower bound's."
+        )
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("compare", help="(not available yet)")
-    def _cmd() -> None:
-        raise typer.Exit(2)
+    @app.command(
+        "compare",
+        help=(
+            "Compare Lipschitz methods on one or more models: naive, LipLT, LipLT with the Theorem 2 "
+            "refinement (T = AOL / SLL / SN), LipSDP (optional cvxpy extra, small nets) and an empirical "
+            "lower bound; Table 2 columns (mean L_ij, L_i+L_j, √2·L), guarantee and time."
+        ),
+    )
+    def compare_cmd(
+        models: Annotated[
+            list[Path],
+            typer.Argument(help="Model files (ONNX or liplt safetensors); one table block per model.", show_default=False),
+        ],
+        norm: NormOpt = NormChoice.l2,
+        methods: Annotated[
+            str,
+            typer.Option(
+                "--methods",
+                help="Comma-separated: naive, liplt, liplt-sn, liplt-aol, liplt-sll, lipsdp, lower (or all).",
+            ),
+        ] = "naive,liplt,liplt-aol,liplt-sll,lipsdp,lower",
+        plot: Annotated[
+            Optional[Path], typer.Option("--plot", help="Write a bar chart (log scale, lower bound marked) to this PNG.")
+        ] = None,
+        samples: Annotated[int, typer.Option("--samples", min=1, help="Random points for the lower bound.")] = 256,
+        ascent_steps: Annotated[
+            int, typer.Option("--ascent-steps", min=0, help="Ascent steps per spec for the lower bound.")
+        ] = 40,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the lower bound's random search.")] = 0,
+        device: DeviceOpt = DeviceChoice.auto,
+        json_out: JsonOpt = False,
+        input_shape: InputShapeOpt = None,
+        mean: MeanOpt = None,
+        std: StdOpt = None,
+        arch: ArchOpt = None,
+    ) -> None:
+        from liplt_cli.compare import compare_models, parse_methods, plot_comparison
+        from liplt_cli.errors import ArgumentError, ModelLoadError
+        from liplt_cli.load import load_model
+
+        chosen = parse_methods(methods)
+        if plot is not None and plot.suffix.lower() != ".png":
+            raise ArgumentError(f"--plot must name a .png file, got '{plot}'")
+        if plot is not None and not plot.parent.exists():
+            raise ArgumentError(f"--plot: directory '{plot.parent}' does not exist")
+        for m in models:
+            if not m.exists():
+                raise ModelLoadError(f"model file '{m}' does not exist")
+        dev = resolve_device(device)
+        shape = parse_shape(input_shape)
+        mean_v = parse_float_list(mean, "--mean")
+        std_v = parse_float_list(std, "--std")
+        graphs = [(str(m), load_model(m, input_shape=shape, mean=mean_v, std=std_v, arch=arch)) for m in models]
+        with progress(enabled=not json_out) as bar:
+            task = bar.add_task("comparing", total=len(graphs) * len(chosen))
+
+            def on_progress(msg: str) -> None:
+                bar.update(task, description=msg, advance=1)
+
+            result = compare_models(
+                graphs, norm=norm.p, methods=chosen, device=dev, lower_samples=samples,
+                lower_steps=ascent_steps, seed=seed, progress=on_progress,
+            )
+        if plot is not None:
+            plot_comparison(result, plot)
+        if json_out:
+            print_json(result.to_dict())
+        else:
+            _render(result)
+            if plot is not None:
+                stderr_console().print(f"wrote {plot}")
