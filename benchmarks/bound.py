@@ -42,8 +42,11 @@ def main() -> None:
     parser.add_argument("--modes", default="fast,sound", help="fast (equal power iterations) and/or sound")
     parser.add_argument("--iterations", type=int, default=10, help="power iterations in fast mode")
     parser.add_argument("--device", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--repeats", type=int, default=2, help="timed repetitions (the fastest is kept)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     header = (
         f"{'model':<24} {'weights':<8} {'mode':<6} {'device':<6} {'naive L':>10} {'LipLT L':>10} "
