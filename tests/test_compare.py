@@ -24,7 +24,8 @@ FAST = dict(lower_samples=48, lower_steps=6)
 @pytest.mark.parametrize("net", sorted(NETS))
 def test_lower_bound_below_every_method_and_liplt_below_naive(net):
     graph = NETS[net]()
-    methods = [m for m in COMPARE_METHODS if m != "lipsdp" or HAVE_CVXPY]
+    # LipSDP (one SDP per spec) only on the smallest net, to keep the default run short
+    methods = [m for m in COMPARE_METHODS if m != "lipsdp" or (HAVE_CVXPY and net == "mlp")]
     mc = compare_graph(graph, net, methods=methods, **FAST)
     lower = mc.row("lower")
     assert lower.guarantee == "estimate (lower bound)"
@@ -62,12 +63,12 @@ def test_linf_norm_skips_l2_only_methods_and_drops_sqrt2():
 def test_several_models_and_plot(tmp_path):
     result = compare_models(
         [("a", random_mlp([4, 8, 3], seed=0)), ("b", random_residual(seed=1))],
-        methods=["naive", "liplt", "liplt-aol", "lipsdp", "lower"],
+        methods=["naive", "liplt", "liplt-aol", "lower"],
         **FAST,
     )
     assert [m.model for m in result.models] == ["a", "b"]
     d = result.to_dict()
-    assert d["norm"] == "2" and d["methods"] == ["naive", "liplt", "liplt-aol", "lipsdp", "lower"]
+    assert d["norm"] == "2" and d["methods"] == ["naive", "liplt", "liplt-aol", "lower"]
     out = plot_comparison(result, tmp_path / "c.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ArgumentError):

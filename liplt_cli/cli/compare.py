@@ -117,8 +117,15 @@ def register(app: typer.Typer) -> None:
         samples: Annotated[int, typer.Option("--samples", min=1, help="Random points for the lower bound.")] = 256,
         ascent_steps: Annotated[
             int, typer.Option("--ascent-steps", min=0, help="Ascent steps per spec for the lower bound.")
-        ] = 40,
+        ] = 25,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the lower bound's random search.")] = 0,
+        lipsdp_max_neurons: Annotated[
+            int,
+            typer.Option(
+                "--lipsdp-max-neurons", min=1,
+                help="Largest SDP (hidden neurons + input rank) LipSDP attempts; larger is slow (one SDP per class pair).",
+            ),
+        ] = 150,
         device: DeviceOpt = DeviceChoice.auto,
         json_out: JsonOpt = False,
         input_shape: InputShapeOpt = None,
@@ -151,7 +158,7 @@ def register(app: typer.Typer) -> None:
 
             result = compare_models(
                 graphs, norm=norm.p, methods=chosen, device=dev, lower_samples=samples,
-                lower_steps=ascent_steps, seed=seed, progress=on_progress,
+                lower_steps=ascent_steps, seed=seed, progress=on_progress, lipsdp_max_neurons=lipsdp_max_neurons,
             )
         if plot is not None:
             plot_comparison(result, plot)

@@ -64,7 +64,7 @@ def plot_comparison(result: ComparisonResult, path: str | Path) -> Path:
     norm = result.to_dict()["norm"]
     ax.set_ylabel(f"mean pairwise Lipschitz L_ij (ℓ{norm})")
     ax.set_title("Lipschitz bounds by method\nbars: upper bounds (hatched: estimates); dashed red: empirical lower bound", fontsize=9)
-    title = f"skipped: {', '.join(sorted(skipped))}" if skipped else None
+    title = f"not applicable (some models): {', '.join(sorted(skipped))}" if skipped else None
     ax.legend(fontsize=7, title=title, title_fontsize=7, loc="best")
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 from liplt_cli.compare.result import SKIPPED, ComparisonResult, MethodRow, ModelComparison
 from liplt_cli.errors import ArgumentError
 from liplt_cli.graph.graph import LayerGraph
+from liplt_cli.lipschitz.lipsdp import DEFAULT_MAX_NEURONS as DEFAULT_LIPSDP_MAX
 from liplt_cli.lipschitz.lipsdp import SkippedMethod, lipsdp_bounds
 from liplt_cli.lipschitz.lower import LOWER_BOUND_LABEL, empirical_lower_bound
 from liplt_cli.lipschitz.refine import refined_bounds
@@ -73,9 +74,10 @@ def compare_graph(
     methods: Sequence[str] = DEFAULT_METHODS,
     device: str | None = None,
     lower_samples: int = 256,
-    lower_steps: int = 40,
+    lower_steps: int = 25,
     seed: int = 0,
     progress: Progress | None = None,
+    lipsdp_max_neurons: int = DEFAULT_LIPSDP_MAX,
 ) -> ModelComparison:
     """Every method of ``methods`` on ``graph``; rows in the order given, then gaps to the lower bound."""
     methods = parse_methods(list(methods))
@@ -97,7 +99,7 @@ def compare_graph(
         if m.startswith("liplt-"):
             res = refined_bounds(graph, m.split("-", 1)[1], norm=norm)
         elif m == "lipsdp":
-            res = lipsdp_bounds(graph, norm=norm)
+            res = lipsdp_bounds(graph, norm=norm, max_neurons=lipsdp_max_neurons)
         elif m == "lower":
             g = graph if device is None else graph.to(device=device)
             low = empirical_lower_bound(g, norm=norm, samples=lower_samples, ascent_steps=lower_steps, seed=seed)
@@ -125,19 +127,26 @@ def compare_models(
     methods: Sequence[str] = DEFAULT_METHODS,
     device: str | None = None,
     lower_samples: int = 256,
-    lower_steps: int = 40,
+    lower_steps: int = 25,
     seed: int = 0,
     progress: Progress | None = None,
+    lipsdp_max_neurons: int = DEFAULT_LIPSDP_MAX,
 ) -> ComparisonResult:
     """:func:`compare_graph` on each ``(name, graph)``; one :class:`ModelComparison` per model."""
     methods = parse_methods(list(methods))
     models = tuple(
-        compare_graph(g, name, norm, methods, device, lower_samples, lower_steps, seed, progress) for name, g in graphs
+        compare_graph(g, name, norm, methods, device, lower_samples, lower_steps, seed, progress, lipsdp_max_neurons)
+        for name, g in graphs
     )
     return ComparisonResult(
         norm=norm,
         device=device or "cpu",
         methods=methods,
         models=models,
-        settings={"lower_samples": lower_samples, "lower_ascent_steps": lower_steps, "seed": seed},
+        settings={
+            "lower_samples": lower_samples,
+            "lower_ascent_steps": lower_steps,
+            "seed": seed,
+            "lipsdp_max_neurons": lipsdp_max_neurons,
+        },
     )

@@ -56,7 +56,9 @@ DEFAULT_MAX_SPECS = 100
 CERTIFICATE_MARGIN = 1e-8
 STRICTNESS = 1e-5
 # loose solver tolerances are fine: the certificate recomputes the best ρ for the returned T
-SOLVER_OPTIONS: dict[str, dict[str, Any]] = {"SCS": {"eps_abs": 1e-4, "eps_rel": 1e-4, "max_iters": 20000}}
+SOLVER_OPTIONS: dict[str, dict[str, Any]] = {"SCS": {"eps_abs": 1e-5, "eps_rel": 1e-5, "max_iters": 20000}}
+# when the certificate fails at those tolerances, the SDP is solved once more with these
+RETRY_OPTIONS: dict[str, dict[str, Any]] = {"SCS": {"eps_abs": 1e-8, "eps_rel": 1e-8, "max_iters": 100000}}
 
 
 class NotApplicable(Exception):
@@ -231,10 +233,17 @@ class _Solver:
         self.problem = cp.Problem(cp.Minimize(self.rho), [(lmi + lmi.T) / 2 << -STRICTNESS * scale * np.eye(dim)])
 
     def __call__(self, c: np.ndarray) -> SpecSolution:
+        first = self.solve(c, SOLVER_OPTIONS.get(self.solver, {}))
+        if first.certified or self.solver not in RETRY_OPTIONS:
+            return first
+        second = self.solve(c, RETRY_OPTIONS[self.solver])
+        return second if second.certified or not math.isfinite(first.value) else first
+
+    def solve(self, c: np.ndarray, options: dict[str, Any]) -> SpecSolution:
         out = c @ self.prob.last
         self.out.value = (out.T @ out + (out.T @ out).T) / 2
         try:
-            self.problem.solve(solver=self.solver, **SOLVER_OPTIONS.get(self.solver, {}))
+            self.problem.solve(solver=self.solver, **options)
         except Exception as exc:  # solver failure: reported, not raised
             return SpecSolution(math.nan, False, "error", f"{self.solver} failed: {exc}")
         status = str(self.problem.status)
