@@ -86,3 +86,12 @@ def test_nan_weights_are_rejected(tmp_path, capsys):
     save_file(tensors, str(tmp_path / "nan.safetensors"), metadata=metadata)
     assert run(["bound", str(tmp_path / "nan.safetensors")]) == 2
     assert "NaN" in capsys.readouterr().err
+
+
+def test_version_and_help(capsys):
+    assert run(["--version"]) == 0
+    assert "liplt 0.1.0" in capsys.readouterr().out
+    assert run(["bound", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("--norm", "--method", "--fast", "--iterations", "--device", "--json", "--explicit-budget"):
+        assert option in text

@@ -31,6 +31,23 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from liplt_cli import __version__
+
+        print(f"liplt {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Guaranteed Lipschitz bounds (naive, LipLT), certified radii and CRM training for classifiers."""
+
+
 def _register() -> None:
     from liplt_cli.cli import bound, certify, compare, inspect, train
 
