@@ -96,3 +96,11 @@ def test_npz_dataset_with_train_range_is_recorded(tmp_path, capsys):
     assert "training indices 8–39" in doc["data"] and "8 of them held out for validation" in doc["data"]
     assert doc["final"]["samples_rank0"] == 24 and doc["final"]["val_samples"] == 8
     assert "embedded" not in cap.err
+
+
+def test_resume_from_unreadable_checkpoint(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    code = run(_base(tmp_path) + ["--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: --resume: cannot read checkpoint" in err and "Traceback" not in err

@@ -191,11 +191,14 @@ def _restore_state(saved: Any, fresh: Any) -> Any:
 
 
 def _rng_state() -> dict[str, Any]:
+    """RNG states as tensors and plain Python values, so ``torch.load(weights_only=True)`` reads them."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_py = random.getstate()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": [version, list(internal), gauss_py],
     }
 
 
@@ -203,8 +206,10 @@ def _set_rng_state(s: dict[str, Any]) -> None:
     torch.set_rng_state(s["torch"])
     if s.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
+    kind, keys, pos, has_gauss, gauss = s["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_py = s["python"]
+    random.setstate((version, tuple(internal), gauss_py))
 
 
 def _make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
@@ -303,7 +308,10 @@ def _train(
     resumed_from: int | None = None
 
     if resume:
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        try:  # tensors and plain values only: no pickled code is run
+            ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+            raise ArgumentError(f"--resume: cannot read checkpoint {ckpt_path}: {exc}".splitlines()[0]) from None
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -319,7 +327,7 @@ def _train(
 
     net: nn.Module = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device)] if device.startswith("cuda") else None)
 
     from torch.utils.data import DistributedSampler, TensorDataset
 
