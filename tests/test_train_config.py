@@ -45,6 +45,7 @@ def test_schedules():
         ({"lam": -1.0}, "lam must be non-negative"),
         ({"limit": 0}, "--limit must be positive"),
         ({"colour": "red"}, "unknown key"),
+        ({"lr_schedule": "step"}, "unknown lr_schedule"),
     ],
 )
 def test_bad_values(data, message):

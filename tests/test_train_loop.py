@@ -84,6 +84,29 @@ def test_resume_is_exact(tmp_path):
     assert [r["loss"] for r in resumed.records] == [r["loss"] for r in full.records]
 
 
+def test_cosine_schedule_survives_an_interrupted_run(tmp_path):
+    """A run killed after epoch 1 and resumed ends exactly like an uninterrupted one."""
+    data = _data()
+    full = loop.train(_cfg(tmp_path / "f", epochs=3, lr_schedule="cosine"), data=data)
+    lrs = [r["lr"] for r in full.records]
+    assert lrs[0] == pytest.approx(1e-2) and lrs[0] > lrs[1] > lrs[2] > 0
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_first(rec):  # noqa: ANN001
+        if rec["epoch"] == 1:
+            raise Crash
+
+    cfg = _cfg(tmp_path / "p", epochs=3, lr_schedule="cosine")
+    with pytest.raises(Crash):
+        loop.train(cfg, data=data, on_epoch=crash_after_first)
+    again = loop.train(cfg, data=data, resume=True)
+    assert [r["lr"] for r in again.records] == lrs
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, again.model.state_dict()[k]), k
+
+
 def test_resume_without_checkpoint_is_an_error(tmp_path):
     from liplt_cli.errors import ArgumentError
 

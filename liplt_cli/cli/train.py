@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
         epochs: Annotated[Optional[int], typer.Option("--epochs", help="Number of epochs.")] = None,
         batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size (split across ranks).")] = None,
         lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate.")] = None,
+        lr_schedule: Annotated[Optional[str], typer.Option("--lr-schedule", help="constant or cosine (per epoch).")] = None,
         method: Annotated[Optional[str], typer.Option("--method", help="liplt (default), naive (the paper's ablation) or none (plain cross-entropy).")] = None,
         lam: Annotated[Optional[float], typer.Option("--lam", help="Weight λ of the robust term.")] = None,
         cutoff: Annotated[Optional[float], typer.Option("--cutoff", help="Cut-off radius: points certified beyond it are not penalised.")] = None,
@@ -78,7 +79,7 @@ def register(app: typer.Typer) -> None:
             eps_v = values[0]
         cfg = cfg.replace(
             dataset=dataset, data_dir=data_dir, arch=arch, activation=activation, epochs=epochs,
-            batch_size=batch_size, lr=lr, method=method, lam=lam, cutoff=cutoff, temperature=temperature,
+            batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, method=method, lam=lam, cutoff=cutoff, temperature=temperature,
             g=g, warmup_epochs=warmup_epochs, power_iterations=power_iterations, eps=eps_v, limit=limit,
             val_size=val_size, out=out, seed=seed, train_indices=indices,
             device=device.value if isinstance(device, DeviceChoice) else str(device),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from liplt_cli.train.loss import G_CHOICES
 
 METHODS = ("liplt", "naive", "none")
 SCHEDULES = ("constant", "linear")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 512
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # or "cosine" (per epoch, to 0 at the last epoch)
     weight_decay: float = 0.0
     lam: float = 30.0
     lam_schedule: str = "constant"
@@ -60,7 +62,6 @@ class TrainConfig:
     device: str = "auto"
     out: str = "runs/train"
     sound_validation: bool = True  # validation certified accuracy from the sound compute_bounds
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> "TrainConfig":
         """Raise :class:`ArgumentError` on an impossible value; return self."""
@@ -71,6 +72,8 @@ class TrainConfig:
         for name in ("lam_schedule", "cutoff_schedule"):
             if getattr(self, name) not in SCHEDULES:
                 raise ArgumentError(f"unknown {name} '{getattr(self, name)}'; choose from {', '.join(SCHEDULES)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ArgumentError(f"unknown lr_schedule '{self.lr_schedule}'; choose from {', '.join(LR_SCHEDULES)}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                     "temperature": self.temperature, "power_iterations": self.power_iterations}
         for name, value in positive.items():

@@ -213,12 +213,9 @@ def _set_rng_state(s: dict[str, Any]) -> None:
 
 
 def _make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch learning-rate schedule: ``lr_schedule`` in cfg.extra (``constant`` or ``cosine``)."""
-    kind = cfg.extra.get("lr_schedule", "constant")
-    if kind == "cosine":
+    """Per-epoch learning-rate schedule: ``constant`` or ``cosine`` (to 0 at the last epoch)."""
+    if cfg.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    if kind != "constant":
-        raise ArgumentError(f"unknown lr_schedule '{kind}'; choose constant or cosine")
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _e: 1.0)
 
 
@@ -347,7 +344,7 @@ def _train(
         order = torch.tensor(list(iter(sampler)), dtype=torch.long)
         steps = math.ceil(len(order) / local_batch)
         model.train()
-        sums = {"loss": 0.0, "ce": 0.0, "robust": 0.0, "active": 0, "correct": 0, "seen": 0,
+        sums = {"lr": opt.param_groups[0]["lr"], "loss": 0.0, "ce": 0.0, "robust": 0.0, "active": 0, "correct": 0, "seen": 0,
                 "lip_seconds": 0.0, "lip_mean": 0.0, "radius": 0.0, "radius_n": 0}
         t_epoch = time.perf_counter()
         lip = None
@@ -434,6 +431,7 @@ def _epoch_record(
         "epochs": cfg.epochs,
         "lam": lam,
         "cutoff": cutoff,
+        "lr": s["lr"],
         "loss": s["loss"] / seen,
         "ce": s["ce"] / seen,
         "robust": s["robust"] / seen,
