@@ -104,3 +104,14 @@ def test_resume_from_unreadable_checkpoint(tmp_path, capsys):
     code = run(_base(tmp_path) + ["--resume"])
     err = capsys.readouterr().err
     assert code == 2 and "error: --resume: cannot read checkpoint" in err and "Traceback" not in err
+
+
+def test_resume_with_another_arch_and_divergence(tmp_path, capsys):
+    assert run(_base(tmp_path) + ["--json"]) == 0
+    capsys.readouterr()
+    code = run(_base(tmp_path)[:2] + ["mlp:32"] + _base(tmp_path)[3:] + ["--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds a different model (arch mlp:16)" in err
+    code = run(_base(tmp_path)[:-2] + ["--out", str(tmp_path / "big"), "--lr", "1e30"])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: training diverged" in err, err

@@ -82,6 +82,8 @@ def test_resume_is_exact(tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert [r["loss"] for r in resumed.records] == [r["loss"] for r in full.records]
+    lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["loss"] for line in lines] == [r["loss"] for r in full.records]
 
 
 def test_cosine_schedule_survives_an_interrupted_run(tmp_path):

@@ -309,7 +309,13 @@ def _train(
             ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
             raise ArgumentError(f"--resume: cannot read checkpoint {ckpt_path}: {exc}".splitlines()[0]) from None
-        model.load_state_dict(ckpt["model"])
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError:
+            saved = ckpt.get("config", {}).get("arch", "?")
+            raise ArgumentError(
+                f"--resume: the checkpoint in {out} holds a different model (arch {saved}) than --arch {cfg.arch}"
+            ) from None
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         if ckpt.get("power_state") is not None and graph is not None and cfg.method != "none":
@@ -335,8 +341,10 @@ def _train(
     local_batch = max(1, cfg.batch_size // world)
     if main_rank:
         (out / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-        if not resume and (out / METRICS).exists():
-            (out / METRICS).unlink()
+        # on resume the file is rewritten from the checkpoint's records, so an epoch that ran
+        # after the last checkpoint (a crash between the two writes) is not listed twice
+        with open(out / METRICS, "w") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in records)
 
     for epoch in range(start_epoch, cfg.epochs):
         lam, cutoff = cfg.lam_at(epoch), cfg.cutoff_at(epoch)
@@ -364,6 +372,11 @@ def _train(
                         lip, state = _pairwise(graph, cfg.method, state, cfg.power_iterations)
                 sums["lip_seconds"] += time.perf_counter() - t_l
             terms = crm_loss(logits, yb, lip if lam > 0 else None, lam, cfg.temperature, cutoff, cfg.g)
+            if not torch.isfinite(terms.total):
+                raise ArgumentError(
+                    f"training diverged: the loss is {float(terms.total)} at epoch {epoch + 1}, step {step + 1}; "
+                    "lower --lr or --lam, or raise --temperature"
+                )
             opt.zero_grad(set_to_none=True)
             terms.total.backward()
             opt.step()
