@@ -82,7 +82,7 @@ def test_resume_is_exact(tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert [r["loss"] for r in resumed.records] == [r["loss"] for r in full.records]
-    lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    lines = (tmp_path / "part" / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["loss"] for line in lines] == [r["loss"] for r in full.records]
 
 
