@@ -35,8 +35,7 @@ from liplt_cli.cli.options import (
     NormChoice,
     NormOpt,
     StdOpt,
-    parse_float_list,
-    parse_shape,
+    load_cli_model,
     resolve_device,
 )
 from liplt_cli.cli.render import fmt, print_json, progress, stdout_console
@@ -144,18 +143,11 @@ def register(app: typer.Typer) -> None:
         arch: ArchOpt = None,
     ) -> None:
         from liplt_cli.lipschitz import EngineOptions, compute_bounds
-        from liplt_cli.load import load_model
 
         if sum([pairwise, per_class, global_only]) > 1:
             raise typer.BadParameter("choose at most one of --pairwise, --per-class, --global")
         dev = resolve_device(device)
-        graph = load_model(
-            model,
-            input_shape=parse_shape(input_shape),
-            mean=parse_float_list(mean, "--mean"),
-            std=parse_float_list(std, "--std"),
-            arch=arch,
-        )
+        graph = load_cli_model(model, input_shape, mean, std, arch)
         methods = ("naive", "liplt") if method is MethodChoice.all else (method.value,)
         options = EngineOptions(norm=norm.p, fast=fast, iterations=iterations, explicit_budget=explicit_budget)
         with progress(enabled=not json_out) as bar:

@@ -42,8 +42,7 @@ from liplt_cli.cli.options import (
     NormOpt,
     StdOpt,
     parse_eps,
-    parse_float_list,
-    parse_shape,
+    load_cli_model,
     resolve_device,
 )
 from liplt_cli.errors import ArgumentError, ModelLoadError
@@ -98,7 +97,6 @@ def register(app: typer.Typer) -> None:
         from liplt_cli.certify import AttackSettings, certify
         from liplt_cli.cli.render import print_json, progress, stdout_console
         from liplt_cli.data import load_dataset
-        from liplt_cli.load import load_model
 
         eps_values = parse_eps(eps) if eps is not None else None
         if min_certified is not None and not (0.0 <= min_certified <= 1.0):
@@ -116,8 +114,7 @@ def register(app: typer.Typer) -> None:
         how = "given on the command line"
         if model is None:
             model, how = default_model()
-        graph = load_model(model, input_shape=parse_shape(input_shape), mean=parse_float_list(mean, "--mean"),
-                           std=parse_float_list(std, "--std"), arch=arch)
+        graph = load_cli_model(model, input_shape, mean, std, arch)
         dataset = load_dataset(data, split=split, data_dir=data_dir, limit=limit)
         if eps_values is None:
             eps_values = default_eps(dataset.sample_shape[0] if len(dataset.sample_shape) == 3 else 1, norm.p)

@@ -38,8 +38,7 @@ from liplt_cli.cli.options import (
     NormChoice,
     NormOpt,
     StdOpt,
-    parse_float_list,
-    parse_shape,
+    load_cli_model,
     resolve_device,
 )
 from liplt_cli.cli.render import fmt, print_json, progress, stdout_console, stderr_console
@@ -135,7 +134,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from liplt_cli.compare import compare_models, parse_methods, plot_comparison
         from liplt_cli.errors import ArgumentError, ModelLoadError
-        from liplt_cli.load import load_model
 
         chosen = parse_methods(methods)
         if plot is not None and plot.suffix.lower() != ".png":
@@ -146,10 +144,7 @@ def register(app: typer.Typer) -> None:
             if not m.exists():
                 raise ModelLoadError(f"model file '{m}' does not exist")
         dev = resolve_device(device)
-        shape = parse_shape(input_shape)
-        mean_v = parse_float_list(mean, "--mean")
-        std_v = parse_float_list(std, "--std")
-        graphs = [(str(m), load_model(m, input_shape=shape, mean=mean_v, std=std_v, arch=arch)) for m in models]
+        graphs = [(str(m), load_cli_model(m, input_shape, mean, std, arch)) for m in models]
         with progress(enabled=not json_out) as bar:
             task = bar.add_task("comparing", total=len(graphs) * len(chosen))
 

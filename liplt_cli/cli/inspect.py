@@ -26,7 +26,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from liplt_cli.cli.options import ArchOpt, InputShapeOpt, JsonOpt, MeanOpt, ModelArg, StdOpt, parse_float_list, parse_shape
+from liplt_cli.cli.options import ArchOpt, InputShapeOpt, JsonOpt, MeanOpt, ModelArg, StdOpt, load_cli_model
 from liplt_cli.cli.render import print_json, stdout_console
 
 
@@ -124,15 +124,7 @@ def register(app: typer.Typer) -> None:
         arch: ArchOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
-        from liplt_cli.load import load_model
-
-        graph = load_model(
-            model,
-            input_shape=parse_shape(input_shape),
-            mean=parse_float_list(mean, "--mean"),
-            std=parse_float_list(std, "--std"),
-            arch=arch,
-        )
+        graph = load_cli_model(model, input_shape, mean, std, arch)
         summary = graph_summary(graph, str(model))
         if json_out:
             print_json(summary)

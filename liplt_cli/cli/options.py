@@ -125,3 +125,16 @@ def resolve_device(choice: DeviceChoice | str) -> str:
     if value == "cuda" and not torch.cuda.is_available():
         raise ArgumentError("--device cuda was asked for but no CUDA device is available")
     return value
+
+
+def load_cli_model(model, input_shape: str | None, mean: str | None, std: str | None, arch: str | None):
+    """Load MODEL as a layer graph from the shared options (--input-shape, --mean, --std, --arch)."""
+    from liplt_cli.load import load_model
+
+    return load_model(
+        model,
+        input_shape=parse_shape(input_shape),
+        mean=parse_float_list(mean, "--mean"),
+        std=parse_float_list(std, "--std"),
+        arch=arch,
+    )

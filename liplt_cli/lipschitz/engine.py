@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import torch
@@ -368,6 +368,46 @@ def _as_list(x) -> list:
     return torch.as_tensor(x, dtype=torch.float64).detach().cpu().tolist()
 
 
+def _fill_terms(
+    structure: Structure, mode: str, pairs: list[tuple[str, str]], terms: _Terms, opts: EngineOptions,
+    fast: bool, progress: Progress | None, structural,
+) -> float | None:
+    """Fill the norm terms of ``pairs``: power-iteration estimates (``fast``, ℓ2), or the sound
+    chain -- ``structural()`` bounds, |A|·1 propagation (ℓ∞/ℓ1), explicit maps where affordable.
+    Returns the last relative change of the power iteration (None when sound)."""
+    if fast and structure.p == 2:
+        seed = opts.seed + (1 if mode == LT else 0)
+        est, pstate = power_norms(structure, mode, pairs, iterations=opts.iterations,
+                                  generator=torch.Generator().manual_seed(seed), progress=progress)
+        for (k, s), v in est.items():
+            terms.offer(mode, k, s, v, Guarantee.ESTIMATE)
+        return pstate.last_relative_change
+    for (k, s), (value, label) in structural().items():
+        terms.offer(mode, k, s, value, label)
+    if structure.p != 2:
+        _abs_propagation_terms(structure, mode, pairs, terms)
+    pending = [
+        (k, s) for k, s in pairs
+        if terms.get(mode, k, s).guarantee is not Guarantee.EXACT and _affordable(structure, k, s, opts)
+    ]
+    _explicit_terms(structure, mode, pending, opts, terms, progress)
+    return None
+
+
+def _method_bound(
+    method: str, glob, per, pair, labels: list[Guarantee], seconds: float, opts: EngineOptions,
+    relative_change: float | None,
+) -> MethodBound:
+    """A :class:`MethodBound` with the safety margin applied to sound numbers."""
+    guarantee = Guarantee.weakest(labels)
+    scale = 1.0 + SAFETY if guarantee.sound else 1.0
+    return MethodBound(
+        method, float(glob) * scale, [v * scale for v in _as_list(per)],
+        [[v * scale for v in row] for row in _as_list(pair)], guarantee, _count(labels), seconds,
+        opts.iterations if opts.fast else None, relative_change,
+    )
+
+
 # --------------------------------------------------------------------------- entry point
 def compute_bounds(
     graph: LayerGraph,
@@ -391,7 +431,11 @@ def compute_bounds(
             raise ValueError(f"unknown method '{m}'; choose from {', '.join(METHODS)}")
     if norm not in (1.0, 2.0) and not math.isinf(norm):
         raise ValueError(f"unsupported norm {norm}; use 2, inf or 1")
-    opts = options or EngineOptions(norm=norm, fast=fast, iterations=iterations)
+    if options is None:
+        opts = EngineOptions(norm=norm, fast=fast, iterations=iterations)
+    else:  # explicit options win, except that fast=True or a norm given here always applies
+        opts = replace(options, norm=norm, fast=fast or options.fast)
+    fast = opts.fast
     # sound numbers are computed in float64; estimates (fast) in float32, like training
     g = graph.detached().to(device=device or graph.device, dtype=torch.float32 if fast else torch.float64)
     structure = analyse(g, norm)
@@ -404,75 +448,37 @@ def compute_bounds(
         t0 = time.perf_counter()
         terms = _Terms()
         cut_pairs = [(k, s) for k in inner for s in structure.sources_of(CUT, k)]
-        rel_change = None
-        if fast and norm == 2:
-            est, pstate = power_norms(structure, CUT, cut_pairs, iterations=opts.iterations,
-                                      generator=torch.Generator().manual_seed(opts.seed), progress=progress)
-            for (k, s), v in est.items():
-                terms.offer(CUT, k, s, v, Guarantee.ESTIMATE)
-            rel_change = pstate.last_relative_change
-        else:
-            for k, s in cut_pairs:
-                value, label = _segment_bound(structure, k, s)
-                terms.offer(CUT, k, s, value, label)
-            if norm != 2:
-                _abs_propagation_terms(structure, CUT, cut_pairs, terms)
-            _explicit_terms(
-                structure, CUT, [(k, s) for k, s in cut_pairs if terms.get(CUT, k, s).guarantee is not Guarantee.EXACT
-                                 and _affordable(structure, k, s, opts)], opts, terms, progress,
-            )
-        cut_rows = _output_rows(structure, CUT)
-        cut_out = {s: _spec_terms(r, norm) for s, r in cut_rows.items()}
+        cut_change = _fill_terms(
+            structure, CUT, cut_pairs, terms, opts, fast, progress,
+            lambda: {(k, s): _segment_bound(structure, k, s) for k, s in cut_pairs},
+        )
+        cut_out = {s: _spec_terms(r, norm) for s, r in _output_rows(structure, CUT).items()}
         _, n_glob, n_per, n_pair = _naive(structure, terms, cut_out, inner)
-        timings["naive"] = time.perf_counter() - t0
         naive_labels = [terms.get(CUT, k, s).guarantee for k, s in cut_pairs] + [Guarantee.EXACT] * len(cut_out)
+        timings["naive"] = time.perf_counter() - t0
+        if "naive" in methods:
+            results["naive"] = _method_bound("naive", n_glob, n_per, n_pair, naive_labels, timings["naive"], opts, cut_change)
 
         # ------------------------------------------------------------ LipLT
         if "liplt" in methods:
             t1 = time.perf_counter()
             lt_pairs = [(k, s) for k in inner for s in structure.sources_of(LT, k)]
-            if fast and norm == 2:
-                est, pstate = power_norms(structure, LT, lt_pairs, iterations=opts.iterations,
-                                          generator=torch.Generator().manual_seed(opts.seed + 1), progress=progress)
-                for (k, s), v in est.items():
-                    terms.offer(LT, k, s, v, Guarantee.ESTIMATE)
-                rel_change = max(filter(None, [rel_change, pstate.last_relative_change]), default=None)
-            else:
+
+            def p_bounds():
                 P = _p_bounds(structure, terms, inner)
-                for (k, s) in lt_pairs:
-                    terms.offer(LT, k, s, P[(k, s)].value, P[(k, s)].guarantee)
-                if norm != 2:
-                    _abs_propagation_terms(structure, LT, lt_pairs, terms)
-                _explicit_terms(
-                    structure, LT, [(k, s) for k, s in lt_pairs if terms.get(LT, k, s).guarantee is not Guarantee.EXACT
-                                    and _affordable(structure, k, s, opts)], opts, terms, progress,
-                )
-            lt_rows = _output_rows(structure, LT)
-            lt_out = {s: _spec_terms(r, norm) for s, r in lt_rows.items()}
+                return {pair: (P[pair].value, P[pair].guarantee) for pair in lt_pairs}
+
+            lt_change = _fill_terms(structure, LT, lt_pairs, terms, opts, fast, progress, p_bounds)
+            lt_out = {s: _spec_terms(r, norm) for s, r in _output_rows(structure, LT).items()}
             _, l_glob, l_per, l_pair = _liplt(structure, terms, lt_out, inner)
             labels = [terms.get(LT, k, s).guarantee for k, s in lt_pairs] + [Guarantee.EXACT] * len(lt_out)
-            guarantee = Guarantee.weakest(labels)
-            notes: tuple[str, ...] = ()
-            if guarantee.sound:
+            if Guarantee.weakest(labels).sound:
                 # Proposition 3 holds term by term; the cap only absorbs round-off.
                 l_glob = torch.minimum(torch.as_tensor(l_glob), torch.as_tensor(n_glob))
                 l_per = torch.minimum(l_per, n_per)
                 l_pair = torch.minimum(l_pair, n_pair)
             timings["liplt"] = time.perf_counter() - t1
-            scale = 1.0 + SAFETY if guarantee.sound else 1.0
-            results["liplt"] = MethodBound(
-                "liplt", float(l_glob) * scale, [v * scale for v in _as_list(l_per)],
-                [[v * scale for v in row] for row in _as_list(l_pair)], guarantee, _count(labels),
-                timings["liplt"], opts.iterations if fast else None, rel_change if fast else None, notes,
-            )
-        if "naive" in methods:
-            guarantee = Guarantee.weakest(naive_labels)
-            scale = 1.0 + SAFETY if guarantee.sound else 1.0
-            results["naive"] = MethodBound(
-                "naive", float(n_glob) * scale, [v * scale for v in _as_list(n_per)],
-                [[v * scale for v in row] for row in _as_list(n_pair)], guarantee, _count(naive_labels),
-                timings["naive"], opts.iterations if fast else None, rel_change if fast else None,
-            )
+            results["liplt"] = _method_bound("liplt", l_glob, l_per, l_pair, labels, timings["liplt"], opts, lt_change)
     ordered = {m: results[m] for m in methods}
     return BoundResult(
         norm=norm, methods=ordered, device=str(g.device), model=model,
