@@ -39,6 +39,7 @@ import torch
 
 from liplt_cli.errors import ArgumentError
 from liplt_cli.graph.graph import LayerGraph
+from liplt_cli.lipschitz.norms import dual_exponent
 from liplt_cli.lipschitz.result import Guarantee, MethodBound, norm_name
 
 LOWER_BOUND_LABEL = "estimate (lower bound)"
@@ -118,13 +119,9 @@ class LowerBoundResult:
 
 # ---------------------------------------------------------------------------------------- norms
 def _dual(p: float) -> float:
-    if p == 2.0:
-        return 2.0
-    if math.isinf(p):
-        return 1.0
-    if p == 1.0:
-        return math.inf
-    raise ArgumentError(f"norm must be 2, inf or 1, got {p}")
+    if p not in (1.0, 2.0) and not math.isinf(p):
+        raise ArgumentError(f"norm must be 2, inf or 1, got {p}")
+    return dual_exponent(p)
 
 
 def _vector_norm(v: torch.Tensor, q: float) -> torch.Tensor:
