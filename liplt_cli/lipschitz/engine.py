@@ -187,28 +187,42 @@ def _affordable(structure: Structure, k: str, s: str, options: EngineOptions) ->
 
 
 # --------------------------------------------------------------------------- structural bounds
-def _segment_bound(structure: Structure, k: str, s: str) -> tuple[torch.Tensor, Guarantee]:
-    """Upper bound on ‖B_{k,s}‖ from per-operator norms along the cut network from s to k."""
+def _segment_bound(
+    structure: Structure, k: str, s: str, op_norms: dict[str, tuple[torch.Tensor, Guarantee]]
+) -> tuple[torch.Tensor, Guarantee]:
+    """Upper bound on ‖B_{k,s}‖ from per-operator norms along the cut network from s to k.
+
+    Linear nodes multiply by their operator norm, sums add ``|c_i|``-weighted bounds, concats
+    combine them as the ℓp norm requires.  Exact when the path holds a single operator whose norm
+    is exact (reshapes and permutations are isometries and do not count).  ``op_norms`` caches
+    the per-operator norms across calls.
+    """
     graph = structure.graph
     p = structure.p
     bound: dict[str, torch.Tensor] = {s: torch.ones((), dtype=torch.float64, device=graph.device)}
-    nontrivial: dict[str, int] = {s: 0}
+    # number of non-isometric operators on the path, or None once a label cannot stay exact
+    exact_ops: dict[str, int | None] = {s: 0}
     for node in graph.nodes[graph.position(s) + 1 : graph.position(k) + 1]:
         ins = [i for i in node.inputs if i in bound]
         if not ins:
             continue
         if isinstance(node, LinearNode):
-            norm, _ = single_op_norm(node.op, p)
+            if node.name not in op_norms:
+                op_norms[node.name] = single_op_norm(node.op, p)
+            norm, label = op_norms[node.name]
             bound[node.name] = norm * bound[ins[0]]
-            trivial = node.op.kind in ("reshape", "permute")
-            nontrivial[node.name] = nontrivial[ins[0]] + (0 if trivial else 1)
+            before = exact_ops[ins[0]]
+            if node.op.kind in ("reshape", "permute"):
+                exact_ops[node.name] = before
+            elif before is None or label is not Guarantee.EXACT:
+                exact_ops[node.name] = None
+            else:
+                exact_ops[node.name] = before + 1
         elif isinstance(node, SumNode):
-            total = 0
-            for idx, inp in enumerate(node.inputs):
-                if inp in bound:
-                    total = total + abs(node.coefficient(idx)) * bound[inp]
-            bound[node.name] = total
-            nontrivial[node.name] = 99
+            bound[node.name] = sum(
+                abs(node.coefficient(idx)) * bound[inp] for idx, inp in enumerate(node.inputs) if inp in bound
+            )
+            exact_ops[node.name] = None
         elif isinstance(node, ConcatNode):
             vals = torch.stack([bound[i] for i in ins])
             if p == 2:
@@ -217,16 +231,12 @@ def _segment_bound(structure: Structure, k: str, s: str) -> tuple[torch.Tensor, 
                 bound[node.name] = vals.max()
             else:
                 bound[node.name] = vals.sum()
-            nontrivial[node.name] = 99
+            exact_ops[node.name] = None
         # nonlinear nodes are cut: nothing passes
     if k not in bound:
         return torch.zeros((), dtype=torch.float64, device=graph.device), Guarantee.EXACT
-    exact = nontrivial[k] <= 1 and all(
-        single_op_norm(n.op, p)[1] is Guarantee.EXACT
-        for n in graph.nodes[graph.position(s) + 1 : graph.position(k) + 1]
-        if isinstance(n, LinearNode) and n.name in bound
-    )
-    return bound[k], Guarantee.EXACT if exact else Guarantee.UPPER_BOUND
+    count = exact_ops[k]
+    return bound[k], Guarantee.EXACT if count is not None and count <= 1 else Guarantee.UPPER_BOUND
 
 
 def _abs_propagation_terms(
@@ -447,10 +457,11 @@ def compute_bounds(
         # ------------------------------------------------------------ naive (always needed by LipLT's P bounds)
         t0 = time.perf_counter()
         terms = _Terms()
+        op_norms: dict[str, tuple[torch.Tensor, Guarantee]] = {}
         cut_pairs = [(k, s) for k in inner for s in structure.sources_of(CUT, k)]
         cut_change = _fill_terms(
             structure, CUT, cut_pairs, terms, opts, fast, progress,
-            lambda: {(k, s): _segment_bound(structure, k, s) for k, s in cut_pairs},
+            lambda: {(k, s): _segment_bound(structure, k, s, op_norms) for k, s in cut_pairs},
         )
         cut_out = {s: _spec_terms(r, norm) for s, r in _output_rows(structure, CUT).items()}
         _, n_glob, n_per, n_pair = _naive(structure, terms, cut_out, inner)
