@@ -51,7 +51,7 @@ def certified_top_eigenvalue(gram: torch.Tensor, gap: float = 1e-6, iterations: 
 
     Block subspace iteration gives a top Ritz value :math:`\\hat\\lambda \\le \\lambda_{\\max}`; a successful
     Cholesky factorisation of :math:`tI - G` with :math:`t = \\hat\\lambda(1+\\text{gap}) + \\delta`
-    proves :math:`\\lambda_{\\max} < t` (:math:`\\delta = 4 n u\\, \\mathrm{tr}\\,G` covers the
+    proves :math:`\\lambda_{\\max} \\le t + \\delta` (:math:`\\delta = 2 (n+1)^2 u\\, \\mathrm{tr}\\,G` bounds the
     factorisation's backward error in float64).  Cholesky costs :math:`n^3/3`, far less than a full
     eigendecomposition; if it fails (power iteration not yet converged) ``eigvalsh`` decides.
     """
@@ -60,7 +60,7 @@ def certified_top_eigenvalue(gram: torch.Tensor, gap: float = 1e-6, iterations: 
     trace = torch.diagonal(g).sum().clamp_min(0.0)
     if float(trace) == 0.0:
         return trace
-    delta = 4 * n * 2.0**-53 * trace
+    delta = 2 * (n + 1) ** 2 * 2.0**-53 * trace
     # cheap float32 block subspace iteration; the float64 Ritz value of the final block is a
     # valid lower bound on λ_max whatever the precision used to find the block.
     b = min(8, n)
@@ -75,8 +75,8 @@ def certified_top_eigenvalue(gram: torch.Tensor, gap: float = 1e-6, iterations: 
     for bump in (gap,):
         t = rayleigh * (1 + bump) + delta
         _, info = torch.linalg.cholesky_ex(t * eye - g)
-        if int(info) == 0:
-            return t
+        if int(info) == 0:  # tI - G + ΔA ⪰ 0 with ‖ΔA‖ ≤ δ, hence λ_max(G) ≤ t + δ
+            return t + delta
     top = torch.linalg.eigvalsh(g)[-1].clamp_min(0.0)
     return top * (1 + 1e-12) + delta
 
