@@ -454,21 +454,26 @@ def compute_bounds(
     results: dict[str, MethodBound] = {}
 
     with torch.no_grad():
-        # ------------------------------------------------------------ naive (always needed by LipLT's P bounds)
+        # ------------------------------------------------------------ naive
+        # Sound LipLT needs the naive segment norms (its P bounds and the Proposition 3 cap);
+        # LipLT estimates (fast, ℓ2) do not.
         t0 = time.perf_counter()
         terms = _Terms()
         op_norms: dict[str, tuple[torch.Tensor, Guarantee]] = {}
         cut_pairs = [(k, s) for k in inner for s in structure.sources_of(CUT, k)]
-        cut_change = _fill_terms(
-            structure, CUT, cut_pairs, terms, opts, fast, progress,
-            lambda: {(k, s): _segment_bound(structure, k, s, op_norms) for k, s in cut_pairs},
-        )
-        cut_out = {s: _spec_terms(r, norm) for s, r in _output_rows(structure, CUT).items()}
-        _, n_glob, n_per, n_pair = _naive(structure, terms, cut_out, inner)
-        naive_labels = [terms.get(CUT, k, s).guarantee for k, s in cut_pairs] + [Guarantee.EXACT] * len(cut_out)
-        timings["naive"] = time.perf_counter() - t0
-        if "naive" in methods:
-            results["naive"] = _method_bound("naive", n_glob, n_per, n_pair, naive_labels, timings["naive"], opts, cut_change)
+        if "naive" in methods or not (fast and norm == 2):
+            cut_change = _fill_terms(
+                structure, CUT, cut_pairs, terms, opts, fast, progress,
+                lambda: {(k, s): _segment_bound(structure, k, s, op_norms) for k, s in cut_pairs},
+            )
+            cut_out = {s: _spec_terms(r, norm) for s, r in _output_rows(structure, CUT).items()}
+            _, n_glob, n_per, n_pair = _naive(structure, terms, cut_out, inner)
+            naive_labels = [terms.get(CUT, k, s).guarantee for k, s in cut_pairs] + [Guarantee.EXACT] * len(cut_out)
+            timings["naive"] = time.perf_counter() - t0
+            if "naive" in methods:
+                results["naive"] = _method_bound(
+                    "naive", n_glob, n_per, n_pair, naive_labels, timings["naive"], opts, cut_change
+                )
 
         # ------------------------------------------------------------ LipLT
         if "liplt" in methods:
