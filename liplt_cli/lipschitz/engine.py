@@ -142,43 +142,28 @@ def _explicit_terms(
             by_source.setdefault(s, []).append(k)
         else:
             by_target.setdefault(k, []).append(s)
-    total = len(by_source) + len(by_target)
-    done = 0
+    # From the narrow side: basis vectors pushed forward from a source give Aᵀ (columns),
+    # basis rows pulled back from a target give A (rows).  Key order of ``terms`` is (k, s).
+    jobs = [(s, ks, forward_pass, True) for s, ks in by_source.items()]
+    jobs += [(k, ss, adjoint_pass, False) for k, ss in by_target.items()]
     p = structure.p
-    for s, ks in by_source.items():
-        cols: dict[str, list[torch.Tensor]] = {k: [] for k in ks}
-        for block in _basis_chunks(graph.node(s).out_shape, options.chunk, dtype, device):
-            forward_pass(
-                structure, mode, [(s, s, block)], {s: set(ks)},
-                lambda t, n, x: cols[n].append(x.reshape(x.shape[0], -1)),
+    for done, (start, ends, propagate, columns) in enumerate(jobs, start=1):
+        parts: dict[str, list[torch.Tensor]] = {e: [] for e in ends}
+        for block in _basis_chunks(graph.node(start).out_shape, options.chunk, dtype, device):
+            propagate(
+                structure, mode, [(start, start, block)], {start: set(ends)},
+                lambda t, n, x: parts[n].append(x.reshape(x.shape[0], -1)),
             )
-        for k in ks:
-            if cols[k]:
-                matrix_t = torch.cat(cols[k], dim=0)  # (d_s, d_k) = Aᵀ
-                value = matrix_norm_explicit(matrix_t.T, p)
+        for e in ends:
+            if parts[e]:
+                stacked = torch.cat(parts[e], dim=0)
+                value = matrix_norm_explicit(stacked.T if columns else stacked, p)
             else:
                 value = torch.zeros((), dtype=dtype, device=device)
+            k, s = (e, start) if columns else (start, e)
             terms.offer(mode, k, s, value, Guarantee.EXACT)
-        done += 1
         if progress:
-            progress(f"explicit maps ({mode})", done, total)
-    for k, ss in by_target.items():
-        rows: dict[str, list[torch.Tensor]] = {s: [] for s in ss}
-        for block in _basis_chunks(graph.node(k).out_shape, options.chunk, dtype, device):
-            adjoint_pass(
-                structure, mode, [(k, k, block)], {k: set(ss)},
-                lambda t, n, x: rows[n].append(x.reshape(x.shape[0], -1)),
-            )
-        for s in ss:
-            value = (
-                matrix_norm_explicit(torch.cat(rows[s], dim=0), p)
-                if rows[s]
-                else torch.zeros((), dtype=dtype, device=device)
-            )
-            terms.offer(mode, k, s, value, Guarantee.EXACT)
-        done += 1
-        if progress:
-            progress(f"explicit maps ({mode})", done, total)
+            progress(f"explicit maps ({mode})", done, len(jobs))
 
 
 def _affordable(structure: Structure, k: str, s: str, options: EngineOptions) -> bool:
