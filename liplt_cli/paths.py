@@ -81,12 +81,12 @@ def read_regular_file(path: Path, what: str, error: type[LipltError] = ArgumentE
         os.close(fd)
 
 
-def _probe_folder(folder: Path, what: str, target: Path) -> None:
-    """Create and remove a temporary file in ``folder``; ``ArgumentError`` when that fails."""
+def _probe_folder(folder: Path, action: str) -> None:
+    """Create and remove a temporary file in ``folder``; ``ArgumentError`` (starting with ``action``) when that fails."""
     try:
         fd, name = tempfile.mkstemp(prefix=".liplt-write-probe-", dir=folder)
     except OSError as exc:
-        raise ArgumentError(f"cannot write {what} '{target}': {exc.strerror or exc} (in '{folder}')") from None
+        raise ArgumentError(f"{action}: the folder '{folder}' does not accept new files ({exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(name)
 
@@ -99,7 +99,7 @@ def check_output_file(path: Path, what: str) -> Path:
     path = Path(path)
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the folder checks below say why
         st = None
     except OSError as exc:
         raise ArgumentError(f"cannot write {what} '{path}': {exc.strerror or exc}") from None
@@ -119,7 +119,7 @@ def check_output_file(path: Path, what: str) -> Path:
         except OSError as exc:
             raise ArgumentError(f"cannot write {what} '{path}': {exc.strerror or exc}") from None
     else:
-        _probe_folder(folder, what, path)
+        _probe_folder(folder, f"cannot write {what} '{path}'")
     return path
 
 
@@ -129,14 +129,14 @@ def check_output_dir(path: Path, what: str) -> Path:
     if path.exists():
         if not path.is_dir():
             raise ArgumentError(f"{what} '{path}' exists and is not a directory")
-        _probe_folder(path, what, path)
+        _probe_folder(path, f"cannot write into {what} '{path}'")
         return path
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise ArgumentError(f"cannot create {what} '{path}': '{ancestor}' is not a directory")
-    _probe_folder(ancestor, what, path)
+    _probe_folder(ancestor, f"cannot create {what} '{path}'")
     return path
 
 

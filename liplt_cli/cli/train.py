@@ -10,6 +10,7 @@ Examples::
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Optional
@@ -143,6 +144,9 @@ def validate_run(cfg, resume: bool) -> None:  # noqa: ANN001
     from liplt_cli.train import loop
     from liplt_cli.train.archs import ACTIVATIONS
 
+    for field, value in cfg.to_dict().items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ArgumentError(f"{field.replace('_', '-')} must be a finite number, got {value}")
     check_arch(cfg.arch)
     if cfg.activation not in ACTIVATIONS:
         raise ArgumentError(f"unknown activation '{cfg.activation}'; choose from {', '.join(ACTIVATIONS)}")
