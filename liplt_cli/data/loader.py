@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from liplt_cli.data.cifar import BIN_DIR, PY_DIR, find_cifar_dir, load_cifar10
@@ -12,6 +13,7 @@ from liplt_cli.data.imagefolder import is_image_folder, load_image_folder
 from liplt_cli.data.mnist import expected_files, has_mnist, load_mnist
 from liplt_cli.data.npz import load_npz
 from liplt_cli.errors import DataError
+from liplt_cli.paths import file_kind
 
 NAMES = ("embedded", "mnist", "cifar10")
 SHARED_ENV = "LIPLT_SHARED_DATA"
@@ -87,6 +89,9 @@ def load_dataset(
         path = Path(data_dir) / path
     if not path.exists():
         raise DataError(f"dataset '{name}' is neither a known name ({', '.join(NAMES)}) nor an existing file or directory")
+    kind = os.stat(path).st_mode
+    if not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):  # a FIFO or a device would block or never end
+        raise DataError(f"dataset '{path}' is {file_kind(kind)}, not a file or a directory")
     if path.is_file():
         if path.suffix.lower() == ".npz":
             return load_npz(path, limit, indices)
