@@ -242,6 +242,7 @@ ONNX_CASES = {
     "input-shape-negative": (_dynamic_gemm, ["--input-shape", "-5"], ["positive"]),
     "input-shape-garbage": (_dynamic_gemm, ["--input-shape", "4;4"], ["--input-shape"]),
     "negative-input-dim": (lambda: gemm_model(in_shape=[1, -4]), [], ["negative"]),
+    "zero-input-dim": (lambda: gemm_model(in_shape=[1, 0]), [], ["empty"]),
     "negative-output-dim": (_negative_value_info, [], ["negative"]),
     "huge-initializer-no-data": (lambda: _huge_initializer([1_000_000, 1_000_000]), [], ["W"]),
     "overflowing-initializer": (lambda: _huge_initializer([2**62, 2**62]), [], ["W"]),
@@ -251,6 +252,13 @@ ONNX_CASES = {
     "pad-to-huge-intermediate": (_pad_blowup, [], ["memory budget"]),
     "output-is-a-map": (_conv_map_output, [], ["[2, 8, 8]", "vector"]),
 }
+
+
+def test_dynamic_batch_axis_written_as_minus_one_still_loads(tmp_path, capsys):
+    path = save_onnx(gemm_model(in_shape=[-1, 4]), tmp_path / "model.onnx")
+    code, out, err = run_cli(capsys, ["inspect", path, "--json"])
+    assert code == 0, err
+    assert json.loads(out)["input_shape"] == [4]
 
 
 @pytest.mark.parametrize("case", list(ONNX_CASES))

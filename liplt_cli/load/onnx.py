@@ -404,9 +404,12 @@ def _fix_input_shape(model, input_shape: tuple[int, ...] | None) -> tuple[int, .
             raise InputShapeError(f"the ONNX input '{inp.name}' has no shape; pass --input-shape (e.g. 1,28,28)")
         dims = [None] * (len(input_shape) + 1)
     else:
-        negative = [d.dim_value for d in tt.shape.dim if d.HasField("dim_value") and d.dim_value < 0]
-        if negative:
-            raise InputShapeError(f"the ONNX input '{inp.name}' declares a negative dimension ({negative[0]})")
+        # the batch axis may be anything (some exporters write 0 or -1 for "dynamic"); a per-sample
+        # dimension that is negative or zero describes no tensor liplt can bound
+        bad = [d.dim_value for d in list(tt.shape.dim)[1:] if d.HasField("dim_value") and d.dim_value <= 0]
+        if bad:
+            what = "a negative" if bad[0] < 0 else "an empty (zero)"
+            raise InputShapeError(f"the ONNX input '{inp.name}' declares {what} dimension ({bad[0]})")
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
     if len(dims) < 2:
         raise InputShapeError(
@@ -463,6 +466,8 @@ def _check_value_shapes(model, path: Path) -> None:
         if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
             continue
         dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+        if dims and dims[0] is not None and dims[0] <= 0:
+            dims[0] = None  # the batch axis: some exporters write 0 or -1 for "dynamic"
         known = [d for d in dims if d is not None]
         shown = format_shape([d if d is not None else -1 for d in dims]).replace("-1", "?")
         if any(d < 0 for d in known):
