@@ -49,6 +49,13 @@ def test_device_as_dataset(capsys):
     expect_error(capsys, _certify("/dev/zero"), "character device")
 
 
+def test_fifo_as_data_dir(tmp_path, capsys):
+    os.mkfifo(tmp_path / "dir")
+    with FifoGuard(tmp_path / "dir") as guard:
+        expect_error(capsys, [*_certify("mnist"), "--data-dir", tmp_path / "dir"], "FIFO", "not a directory")
+    assert not guard.fired
+
+
 # ============================================================================ .npz
 def _npz(path, **arrays):
     x = np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8)

@@ -33,6 +33,8 @@ def _named_dir(name: str, data_dir: Path | None, split: str) -> Path:
     if data_dir is not None:
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
+            if data_dir.exists():
+                raise DataError(f"data directory '{data_dir}' is {file_kind(os.stat(data_dir).st_mode)}, not a directory")
             raise DataError(f"data directory '{data_dir}' does not exist")
         child = data_dir / name
         return child if child.is_dir() and not _holds(name, data_dir) else data_dir

@@ -56,6 +56,9 @@ _TYPED_FIELD = {1: ("float_data", 1), 2: ("int32_data", 1), 3: ("int32_data", 1)
                 14: ("float_data", 2), 15: ("double_data", 2), 16: ("int32_data", 1)}
 
 
+_FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
 def _all_tensors(model):
     """Every TensorProto of the model: initializers and tensor attributes, in subgraphs too."""
     from onnx import external_data_helper
@@ -472,9 +475,10 @@ def _check_value_shapes(model, path: Path) -> None:
         shown = format_shape([d if d is not None else -1 for d in dims]).replace("-1", "?")
         if any(d < 0 for d in known):
             raise ModelLoadError(f"'{path}': tensor '{vi.name}' declares a negative dimension {shown}")
-        if 0 in known:
+        elem_type = vi.type.tensor_type.elem_type
+        if 0 in known and elem_type in _FLOAT_TYPES:  # (an empty integer tensor can be a legitimate shape)
             raise ModelLoadError(f"'{path}': tensor '{vi.name}' is empty (shape {shown}); liplt needs non-empty tensors")
-        itemsize = _ITEMSIZE.get(vi.type.tensor_type.elem_type, 4)
+        itemsize = _ITEMSIZE.get(elem_type, 4)
         reason = shape_over_budget(known, f"tensor '{vi.name}'", itemsize)
         if reason:
             raise ModelLoadError(f"'{path}': {reason}")
