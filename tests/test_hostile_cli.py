@@ -164,6 +164,7 @@ USAGE_CASES = {
     "compare-without-models": (["compare"], ["Missing argument"]),
     "bad-int-train": (["train", "--epochs", "ten"], ["--epochs"]),
     "bad-float-train": (["train", "--lr", "fast"], ["--lr"]),
+    "conflicting-flags": (["bound", str(EXAMPLE), "--pairwise", "--per-class"], ["at most one of"]),
 }
 
 

@@ -434,6 +434,20 @@ def test_bad_arch_for_plain_safetensors(tmp_path, capsys, arch, words):
     expect_error(capsys, ["bound", path, "--arch", arch], *words)
 
 
+@pytest.mark.parametrize(
+    "metadata, words",
+    [({"input_shape": "100000,100000,100000"}, ["memory budget"]), ({"input_shape": "-1,28,28"}, ["positive"]),
+     ({"liplt_format": "99", "liplt_graph": "{}"}, ["format '99'"])],
+    ids=["huge-input-shape", "negative-input-shape", "future-format"],
+)
+def test_crafted_plain_safetensors_metadata(tmp_path, capsys, metadata, words):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "plain.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny_state().items()}, str(path), metadata=metadata)
+    expect_error(capsys, ["inspect", path, "--arch", "mlp:5"], *words)
+
+
 def tiny_state():
     torch.manual_seed(0)
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 5), nn.ReLU(), nn.Linear(5, 3)).state_dict()
