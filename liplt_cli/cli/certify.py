@@ -46,10 +46,12 @@ from liplt_cli.cli.options import (
     resolve_device,
 )
 from liplt_cli.errors import ArgumentError, ModelLoadError
+from liplt_cli.paths import check_output_file, with_suffix_checked
 
 PACKAGE = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = PACKAGE / "models" / "mnist_default.safetensors"
 FALLBACK_MODELS = (PACKAGE.parent / "examples" / "mlp_relu.onnx",)
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def default_model() -> tuple[Path, str]:
@@ -86,7 +88,7 @@ def register(app: typer.Typer) -> None:
         restarts: Annotated[int, typer.Option("--restarts", help="PGD random restarts.")] = 1,
         fast: Annotated[bool, typer.Option("--fast", help="Power-iteration estimates of the constants: faster, radii are NOT certificates.")] = False,
         per_sample: Annotated[Optional[Path], typer.Option("--per-sample", help="Write index,label,prediction,radius per sample to this CSV.")] = None,
-        plot: Annotated[Optional[Path], typer.Option("--plot", help="Write accuracy-vs-ε and radius-distribution plots (PNG/PDF/SVG).")] = None,
+        plot: Annotated[Optional[Path], typer.Option("--plot", help="Write accuracy-vs-ε and radius-distribution plots (.png, .pdf or .svg; .png is added to a name without suffix).")] = None,
         json_out: JsonOpt = False,
         device: DeviceOpt = DeviceChoice.auto,
         input_shape: InputShapeOpt = None,
@@ -107,9 +109,14 @@ def register(app: typer.Typer) -> None:
             raise ArgumentError("--attack-steps and --restarts must be positive")
         if limit is not None and limit <= 0:
             raise ArgumentError(f"--limit must be a positive number of samples, got {limit}")
-        for out in (per_sample, plot):
-            if out is not None and not out.parent.exists():
-                raise ArgumentError(f"cannot write '{out}': directory '{out.parent}' does not exist")
+        # output paths are checked before anything is computed (a bad one would lose the results)
+        if plot is not None:
+            plot = with_suffix_checked(plot, "--plot", PLOT_SUFFIXES, ".png")
+            check_output_file(plot, "--plot")
+        if per_sample is not None:
+            check_output_file(per_sample, "--per-sample")
+        if plot is not None and per_sample is not None and plot.resolve() == per_sample.resolve():
+            raise ArgumentError(f"--plot and --per-sample name the same file '{plot}'")
         dev = resolve_device(device)
         how = "given on the command line"
         if model is None:

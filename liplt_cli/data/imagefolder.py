@@ -11,12 +11,16 @@ train and val agree) or of the chosen folder.  Samples are ordered by class, the
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import stat
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
 from liplt_cli.data.dataset import Dataset, IndexSpec, finish, select_rows
 from liplt_cli.errors import DataError
+from liplt_cli.limits import memory_budget
+from liplt_cli.paths import file_kind
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 
@@ -52,22 +56,76 @@ def _split_folder(root: Path, split: str) -> Path:
                     f"{'or ' + str(root / 'val') + ' ' if split == 'test' else ''}or class folders directly in {root})")
 
 
-def _decode(path: Path) -> np.ndarray:
+def _confined(path: Path, root: Path, what: str) -> Path:
+    """``path`` itself when it is a regular file whose real location is inside ``root`` (resolved).
+
+    A symlink is followed only while it stays in the dataset folder; anything else (a link to
+    ``/etc/passwd``, a FIFO, a device) is a :class:`DataError`.
+    """
+    real = path.resolve()
+    if real != root and root not in real.parents:
+        raise DataError(f"{what} '{path}' leads outside the dataset folder '{root}' (to '{real}')")
+    try:
+        mode = os.stat(real).st_mode
+    except OSError as exc:
+        raise DataError(f"cannot read {what} '{path}': {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{what} '{path}' is {file_kind(mode)}, not a regular file")
+    return path
+
+
+def _annotated_path(folder: Path, name: str, annotations: Path) -> Path:
+    """The image an annotation line names: a relative path inside ``folder`` (no absolute path, no ``..``)."""
+    if not name or "\x00" in name:
+        raise DataError(f"'{annotations}' names an empty or malformed image path")
+    if (PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive
+            or ".." in PurePosixPath(name).parts or ".." in PureWindowsPath(name).parts):
+        raise DataError(f"'{annotations}' names '{name[:80]}'; image paths must be relative to the dataset folder, "
+                        "without '..'")
+    path = folder / "images" / name
+    return path if os.path.lexists(path) else folder / name
+
+
+def _read_text(path: Path, root: Path, what: str) -> str:
+    from liplt_cli.paths import read_regular_file
+
+    _confined(path, root, what)
+    return read_regular_file(path, what, DataError).decode("utf-8", errors="replace")
+
+
+def _decode(path: Path, budget_left: int) -> np.ndarray:
+    """Decode one image as uint8 (L or RGB); refuses a decompression bomb before decoding it."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    from liplt_cli.limits import BUDGET_ENV, format_bytes
+
     try:
-        with Image.open(path) as im:
-            mode = "L" if im.mode in ("L", "1", "I;16", "I", "F") else "RGB"
-            return np.asarray(im.convert(mode), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                mode = "L" if im.mode in ("L", "1", "I;16", "I", "F") else "RGB"
+                width, height = im.size
+                need = width * height * (1 if mode == "L" else 3)
+                if need > budget_left:
+                    raise DataError(f"image '{path}' ({width}×{height}) needs {format_bytes(need)} decoded, more than "
+                                    f"what is left of liplt's memory budget ({format_bytes(budget_left)}; "
+                                    f"set ${BUDGET_ENV} to change it)")
+                return np.asarray(im.convert(mode), dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"image '{path}' is too large to decode safely (a decompression bomb?): {exc}") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise DataError(f"cannot decode image '{path}': {exc}") from None
 
 
 def load_image_folder(root: Path, split: str, limit: int | None, indices: IndexSpec) -> Dataset:
     """Read an image-folder split; only the selected images are decoded."""
     folder = _split_folder(root, split)
+    real_root = root.resolve()
     if (root / "wnids.txt").is_file():
-        classes = sorted({w.strip() for w in (root / "wnids.txt").read_text().split() if w.strip()})
+        text = _read_text(root / "wnids.txt", real_root, "class list")
+        classes = sorted({w.strip() for w in text.split() if w.strip()})
     elif (root / "train").is_dir() and _class_dirs(root / "train"):
         classes = _class_dirs(root / "train")
     else:
@@ -77,16 +135,13 @@ def load_image_folder(root: Path, split: str, limit: int | None, indices: IndexS
     labels: list[int] = []
     annotations = folder / "val_annotations.txt"
     if annotations.is_file():
-        for line in annotations.read_text().splitlines():
+        for line in _read_text(annotations, real_root, "annotation file").splitlines():
             parts = line.split("\t") if "\t" in line else line.split()
             if len(parts) < 2:
                 continue
             if parts[1] not in lookup:
                 raise DataError(f"'{annotations}' names class '{parts[1]}', which is not among the {len(classes)} classes")
-            path = folder / "images" / parts[0]
-            if not path.is_file():
-                path = folder / parts[0]
-            files.append(path)
+            files.append(_annotated_path(folder, parts[0], annotations))
             labels.append(lookup[parts[1]])
     else:
         for c in _class_dirs(folder):
@@ -102,7 +157,12 @@ def load_image_folder(root: Path, split: str, limit: int | None, indices: IndexS
     rows = select_rows(len(files), indices, limit, f"image folder '{folder}'")
     if rows.size == 0:
         raise DataError(f"the dataset is empty: image folder '{folder}' after selection")
-    decoded = [_decode(files[i]) for i in rows]
+    budget = memory_budget()
+    decoded = []
+    for i in rows:  # only the images that are read, each confined to the dataset folder
+        image = _decode(_confined(files[i], real_root, "image"), budget)
+        budget -= image.nbytes
+        decoded.append(image)
     shapes = {a.shape for a in decoded}
     if len(shapes) > 1:
         if {len(s) for s in shapes} == {2, 3}:  # mixed grey and colour: make everything RGB

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from liplt_cli.data.cifar import BIN_DIR, PY_DIR, find_cifar_dir, load_cifar10
@@ -12,6 +13,7 @@ from liplt_cli.data.imagefolder import is_image_folder, load_image_folder
 from liplt_cli.data.mnist import expected_files, has_mnist, load_mnist
 from liplt_cli.data.npz import load_npz
 from liplt_cli.errors import DataError
+from liplt_cli.paths import file_kind
 
 NAMES = ("embedded", "mnist", "cifar10")
 SHARED_ENV = "LIPLT_SHARED_DATA"
@@ -31,6 +33,8 @@ def _named_dir(name: str, data_dir: Path | None, split: str) -> Path:
     if data_dir is not None:
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
+            if data_dir.exists():
+                raise DataError(f"data directory '{data_dir}' is {file_kind(os.stat(data_dir).st_mode)}, not a directory")
             raise DataError(f"data directory '{data_dir}' does not exist")
         child = data_dir / name
         return child if child.is_dir() and not _holds(name, data_dir) else data_dir
@@ -87,6 +91,9 @@ def load_dataset(
         path = Path(data_dir) / path
     if not path.exists():
         raise DataError(f"dataset '{name}' is neither a known name ({', '.join(NAMES)}) nor an existing file or directory")
+    kind = os.stat(path).st_mode
+    if not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):  # a FIFO or a device would block or never end
+        raise DataError(f"dataset '{path}' is {file_kind(kind)}, not a file or a directory")
     if path.is_file():
         if path.suffix.lower() == ".npz":
             return load_npz(path, limit, indices)

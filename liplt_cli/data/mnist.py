@@ -6,6 +6,7 @@ the payload in row-major order.  Images are magic 2051 (3 dims: N, 28, 28), labe
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def parse_idx(data: bytes, path: Path, ndim: int) -> np.ndarray:
         raise DataError(f"'{path}' is not an IDX uint8 file with {ndim} dimension(s) (bad header)")
     dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     start = 4 + 4 * ndim
-    need = int(np.prod(dims))
+    need = math.prod(dims)  # exact: a crafted header cannot overflow it
     if len(data) - start != need:
         raise DataError(f"'{path}' is truncated or padded: header says {dims}, payload has {len(data) - start} bytes")
     return np.frombuffer(data, dtype=np.uint8, offset=start).reshape(dims)

@@ -85,6 +85,21 @@ def _shape(v: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in v)
 
 
+def _dims(v: Any) -> tuple[int, ...]:
+    """A tensor shape: positive integers whose float32 tensor fits the memory budget."""
+    from liplt_cli.limits import format_shape, shape_over_budget
+
+    if not isinstance(v, (list, tuple)) or not all(isinstance(s, int) and not isinstance(s, bool) for s in v):
+        raise GraphError(f"a tensor shape must be a list of integers, got {str(v)[:60]}")
+    dims = tuple(v)
+    if any(s <= 0 for s in dims):
+        raise GraphError(f"tensor shape {format_shape(dims)} has a dimension that is not positive")
+    reason = shape_over_budget(dims, "a tensor")
+    if reason:
+        raise GraphError(reason)
+    return dims
+
+
 def _op_from_dict(d: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> Any:
     keys = d.get("tensors", {})
 
@@ -94,25 +109,30 @@ def _op_from_dict(d: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> 
                 raise GraphError(f"the graph description lacks tensor '{field}' of a {d['kind']} op")
             return None
         key = keys[field]
-        if key not in tensors:
-            raise GraphError(f"tensor '{key}' named in the graph description is not in the file")
-        return tensors[key]
+        if not isinstance(key, str) or key not in tensors:
+            raise GraphError(f"tensor '{str(key)[:80]}' named in the graph description is not in the file")
+        tensor = tensors[key]
+        if not tensor.is_floating_point():
+            raise GraphError(f"tensor '{key}' ({field} of a {kind} op) holds {tensor.dtype}; weights must be floating point")
+        if tensor.numel() == 0:
+            raise GraphError(f"tensor '{key}' ({field} of a {kind} op) is empty (shape {list(tensor.shape)})")
+        return tensor
 
     kind = d["kind"]
-    in_shape = _shape(d["in_shape"])
+    in_shape = _dims(d["in_shape"])
     if kind == "dense":
-        return Dense(t("weight"), t("bias", False), in_shape, _shape(d["out_shape"]))
+        return Dense(t("weight"), t("bias", False), in_shape, _dims(d["out_shape"]))
     if kind == "conv":
         return Conv(t("weight"), t("bias", False), _shape(d["stride"]), _shape(d["padding"]), _shape(d["dilation"]),
-                    int(d["groups"]), in_shape, _shape(d["out_shape"]))
+                    int(d["groups"]), in_shape, _dims(d["out_shape"]))
     if kind == "conv_transpose":
         return ConvTranspose(t("weight"), t("bias", False), _shape(d["stride"]), _shape(d["padding"]),
                              _shape(d["output_padding"]), _shape(d["dilation"]), int(d["groups"]), in_shape,
-                             _shape(d["out_shape"]))
+                             _dims(d["out_shape"]))
     if kind == "affine":
         return Affine(t("scale"), t("shift", False), in_shape, str(d.get("label", "affine")))
     if kind == "reshape":
-        return Reshape(in_shape, _shape(d["out_shape"]))
+        return Reshape(in_shape, _dims(d["out_shape"]))
     if kind == "permute":
         return Permute(_shape(d["perm"]), in_shape)
     if kind == "pad":
@@ -121,38 +141,57 @@ def _op_from_dict(d: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> 
 
 
 def graph_from_dict(desc: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> LayerGraph:
-    """Rebuild the layer graph described by ``desc`` (see module docstring) over ``tensors``."""
-    if desc.get("format") != FORMAT:
+    """Rebuild the layer graph described by ``desc`` (see module docstring) over ``tensors``.
+
+    A description that is malformed in any way (wrong types, missing keys, shapes that are not
+    positive or exceed the memory budget, activation parameters without a sound slope bound,
+    weights that are not non-empty floating-point tensors) raises :class:`GraphError`.
+    """
+    if not isinstance(desc, Mapping) or desc.get("format") != FORMAT:
         raise GraphError("not a liplt layer-graph description")
-    if int(desc.get("version", 0)) > VERSION:
-        raise GraphError(f"layer-graph description version {desc.get('version')} is newer than this liplt ({VERSION})")
     nodes: list[Node] = []
     try:
+        if int(desc.get("version", 0)) > VERSION:
+            raise GraphError(f"layer-graph description version {desc.get('version')} is newer than this liplt ({VERSION})")
+        if not isinstance(desc["nodes"], list):
+            raise GraphError("malformed layer-graph description: 'nodes' is not a list")
         for d in desc["nodes"]:
+            if not isinstance(d, Mapping):
+                raise GraphError(f"malformed layer-graph description: a node is {type(d).__name__}, not an object")
             kind, name = d["kind"], str(d["name"])
             inputs = tuple(str(i) for i in d.get("inputs", ()))
             source = str(d.get("source", ""))
             if kind == "input":
-                nodes.append(InputNode(name, _shape(d["shape"])))
+                nodes.append(InputNode(name, _dims(d["shape"])))
             elif kind == "linear":
                 nodes.append(LinearNode(name, inputs, _op_from_dict(d["op"], tensors), source=source))
             elif kind == "sum":
-                nodes.append(SumNode(name, inputs, _shape(d["shape"]), tuple(float(c) for c in d.get("coefficients", ())), source=source))
+                nodes.append(SumNode(name, inputs, _dims(d["shape"]), tuple(float(c) for c in d.get("coefficients", ())), source=source))
             elif kind == "concat":
-                nodes.append(ConcatNode(name, inputs, _shape(d["shape"]), int(d["dim"]), source=source))
+                nodes.append(ConcatNode(name, inputs, _dims(d["shape"]), int(d["dim"]), source=source))
             elif kind == "activation":
                 a = d["activation"]
-                params = {k: float(v) for k, v in a.get("params", {}).items()}
-                nodes.append(ActivationNode(name, inputs, _shape(d["shape"]), make_activation(a["key"], **params), source=source))
+                params = {str(k): float(v) for k, v in a.get("params", {}).items()}
+                try:
+                    activation = make_activation(str(a["key"]), **params)
+                except ValueError as exc:
+                    raise GraphError(f"node '{name}': {exc}") from None
+                nodes.append(ActivationNode(name, inputs, _dims(d["shape"]), activation, source=source))
             elif kind == "block":
                 b = d["block"]
                 if b.get("kind") != "maxpool":
                     raise GraphError(f"unknown block kind '{b.get('kind')}' in the graph description")
                 block = MaxPool(_shape(b["kernel"]), _shape(b["stride"]), _shape(b["padding"]), _shape(b["dilation"]),
                                 bool(b.get("ceil_mode", False)))
-                nodes.append(BlockNode(name, inputs, _shape(d["shape"]), block, source=source))
+                nodes.append(BlockNode(name, inputs, _dims(d["shape"]), block, source=source))
             else:
-                raise GraphError(f"unknown node kind '{kind}' in the graph description")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise GraphError(f"malformed layer-graph description: {type(exc).__name__}: {exc}") from None
-    return LayerGraph(tuple(nodes), str(desc["output"]), tuple(str(n) for n in desc.get("notes", ())))
+                raise GraphError(f"unknown node kind '{str(kind)[:40]}' in the graph description")
+        output = desc["output"]
+        if not isinstance(output, str):
+            raise GraphError("malformed layer-graph description: 'output' is not a node name")
+        notes = tuple(str(n) for n in desc.get("notes", ()))
+    except GraphError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        raise GraphError(f"malformed layer-graph description: {type(exc).__name__}: {str(exc)[:200]}") from None
+    return LayerGraph(tuple(nodes), output, notes)

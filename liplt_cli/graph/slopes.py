@@ -88,6 +88,16 @@ def make_activation(name: str, **params: float) -> Activation:
     hardswish, identity.
     """
     key = name.lower()
+    for pname, value in params.items():  # a NaN, an infinite slope or a β <= 0 has no sound bound
+        v = float(value)
+        unbounded_ok = key in ("hardtanh", "clip", "relu6") and pname in ("min_val", "max_val", "min", "max")
+        if v != v or (abs(v) == float("inf") and not unbounded_ok):
+            raise ValueError(f"{name} parameter {pname}={v} is not a finite number")
+    if key == "softplus" and not float(params.get("beta", 1.0)) > 0:
+        raise ValueError(f"softplus needs beta > 0 (softplus(βx)/β), got beta={float(params['beta'])}")
+    if key in ("hardtanh", "clip") and float(params.get("min_val", params.get("min", -1.0))) > float(
+            params.get("max_val", params.get("max", 1.0))):
+        raise ValueError(f"{name} needs min <= max, got {dict(params)}")
     p = tuple(sorted(params.items()))
     if key == "relu":
         return Activation("ReLU", key, 0.0, 1.0, p, torch.relu)

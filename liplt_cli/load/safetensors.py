@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from liplt_cli.errors import InputShapeError, ModelLoadError
+from liplt_cli.errors import GraphError, InputShapeError, ModelLoadError
 from liplt_cli.graph import LayerGraph
 from liplt_cli.graph.serialize import graph_from_dict, graph_to_dict
 
@@ -122,15 +122,80 @@ def save_safetensors(
         raise
 
 
-def read_metadata(data: bytes, path: Path) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors file's header (clear error when malformed)."""
+# bytes per value of the safetensors dtypes
+DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4,
+               "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def read_header(data: bytes, path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The tensor entries and the ``__metadata__`` of a safetensors file, checked strictly.
+
+    Each entry must have a known ``dtype``, a ``shape`` of non-negative integers and
+    ``data_offsets`` [begin, end] inside the data that hold exactly ``shape``'s bytes; entries
+    may not overlap, and the declared sizes must fit the memory budget.  The metadata must map
+    strings to strings.  Anything else is a :class:`ModelLoadError` naming the entry.
+    """
+    from liplt_cli.limits import element_count, format_shape, over_budget
+
     n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise ModelLoadError(f"'{path}' is a truncated safetensors file (its header runs past the end)")
     try:
         header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ModelLoadError(f"'{path}' is a truncated or corrupt safetensors file (bad header)") from None
-    meta = header.get("__metadata__") or {}
-    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+    if not isinstance(header, dict):
+        raise ModelLoadError(f"'{path}': the safetensors header is not a JSON object")
+    meta = header.pop("__metadata__", None)
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise ModelLoadError(f"'{path}': the safetensors __metadata__ must map strings to strings")
+    buffer = len(data) - 8 - n
+    spans = []
+    total = 0
+    for key, entry in header.items():
+        where = f"'{path}' is a truncated or corrupt safetensors file: tensor '{key[:80]}'"
+        if not isinstance(entry, dict):
+            raise ModelLoadError(f"{where} is described by {type(entry).__name__}, not an object")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+            raise ModelLoadError(f"{where} has unknown dtype {str(dtype)[:20]!r}; known: {', '.join(DTYPE_SIZES)}")
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+            raise ModelLoadError(f"{where} has shape {str(shape)[:60]}; a shape is a list of non-negative integers")
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1] <= buffer):
+            raise ModelLoadError(
+                f"{where} has data_offsets {str(offsets)[:60]}; they must be [begin, end] with "
+                f"0 <= begin <= end <= {buffer} (the size of the data)"
+            )
+        size = element_count(shape) * DTYPE_SIZES[dtype]
+        reason = over_budget(size, f"'{path}': tensor '{key[:80]}' of shape {format_shape(shape)}")
+        if reason:
+            raise ModelLoadError(reason)
+        if offsets[1] - offsets[0] != size:
+            raise ModelLoadError(
+                f"{where}: {dtype} of shape {format_shape(shape)} needs {size} bytes, its data_offsets "
+                f"span {offsets[1] - offsets[0]}"
+            )
+        total += size
+        spans.append((offsets[0], offsets[1], key))
+    spans.sort()
+    for (b0, e0, k0), (b1, e1, k1) in zip(spans, spans[1:]):
+        if b1 < e0:
+            raise ModelLoadError(f"'{path}' is a corrupt safetensors file: tensors '{k0[:80]}' and '{k1[:80]}' "
+                                 f"overlap (bytes {b1}…{min(e0, e1)})")
+    return header, meta
+
+
+def read_metadata(data: bytes, path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's header (clear error when malformed)."""
+    return read_header(data, path)[1]
 
 
 def _tensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
@@ -188,17 +253,27 @@ def load_safetensors_bytes(path: Path, data: bytes, input_shape: tuple[int, ...]
                 input_shape = _parse_shape(meta["input_shape"])
             except ValueError:
                 input_shape = None
+            if input_shape is not None:
+                from liplt_cli.load import check_input_shape
+
+                input_shape = check_input_shape(input_shape)
         return _from_arch(path, tensors, arch, input_shape, meta.get("activation", "relu"))
     if meta.get("liplt_format") != FORMAT_VERSION:
         raise ModelLoadError(f"'{path}' has liplt format {meta.get('liplt_format')!r}; this liplt reads format {FORMAT_VERSION}")
     try:
         desc = json.loads(meta["liplt_graph"])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise ModelLoadError(f"'{path}' has a corrupt layer-graph description") from None
-    graph = graph_from_dict(desc, tensors)
+    try:
+        graph = graph_from_dict(desc, tensors)
+    except GraphError as exc:
+        raise GraphError(f"'{path}': {exc}") from None
     if input_shape is not None and tuple(input_shape) != tuple(graph.input_shape):
         raise InputShapeError(
             f"--input-shape {list(input_shape)} contradicts the model's input shape {list(graph.input_shape)}"
         )
-    graph.validate()
+    try:
+        graph.validate()
+    except GraphError as exc:
+        raise GraphError(f"'{path}': {exc}") from None
     return graph

@@ -54,6 +54,64 @@ def _conv_out(n: int, k: int, s: int, p: int) -> int:
     return (n + 2 * p - k) // s + 1
 
 
+def mlp_widths(name: str) -> list[int]:
+    """The hidden widths of ``mlp:W1,W2,...`` (positive integers; ``mlp`` alone has none)."""
+    spec = name.split(":", 1)[1] if ":" in name else ""
+    try:
+        widths = [int(v) for v in spec.split(",") if v.strip()]
+    except ValueError:
+        raise ArgumentError(f"--arch mlp needs integer widths, e.g. mlp:512,512; got '{name}'") from None
+    if any(w <= 0 for w in widths):
+        raise ArgumentError(f"architecture '{name}': every width must be a positive integer, e.g. mlp:512,512")
+    return widths
+
+
+def check_arch(name: str, input_shape: tuple[int, ...] | None = None, num_classes: int | None = None) -> int:
+    """Validate architecture ``name`` for ``input_shape`` / ``num_classes``; return its parameter count.
+
+    Raises :class:`ArgumentError` for an unknown name, a width that is not a positive integer,
+    an input too small for the convolutions, or weights larger than the memory budget (checked
+    before any allocation).
+    """
+    from liplt_cli.limits import FLOAT32_BYTES, over_budget, scientific
+
+    key = name.upper()
+    k_out = num_classes
+    if key in CONV_SPECS:
+        convs, fcs = CONV_SPECS[key]
+        shape = tuple(input_shape or DEFAULT_INPUT_SHAPES[key])
+        if len(shape) != 3 or any(int(d) <= 0 for d in shape):
+            raise ArgumentError(f"architecture {key} takes images of shape (C, H, W), got {list(shape)}")
+        c, h, w = (int(d) for d in shape)
+        count = 0
+        for out_c, k, st, p in convs:
+            count += out_c * c * k * k + out_c
+            c, h, w = out_c, _conv_out(h, k, st, p), _conv_out(w, k, st, p)
+            if h <= 0 or w <= 0:
+                raise ArgumentError(f"architecture {key}: images of shape {list(shape)} are too small for its convolutions")
+        width = c * h * w
+        widths = fcs
+        k_out = k_out or DEFAULT_CLASSES[key]
+    elif name.lower().startswith("mlp"):
+        widths = mlp_widths(name)
+        shape = tuple(input_shape or (1, 28, 28))
+        if not shape or any(int(d) <= 0 for d in shape):
+            raise ArgumentError(f"architecture '{name}': the input shape {list(shape)} must have positive dimensions")
+        width, count = math.prod(int(d) for d in shape), 0
+        k_out = k_out or 10
+    else:
+        raise ArgumentError(f"unknown architecture '{name}'; choose 4C3F, 6C2F, 8C2F or mlp:W1,W2,...")
+    if int(k_out) <= 0:
+        raise ArgumentError(f"architecture '{name}' needs at least one class, got {k_out}")
+    for f in [*widths, int(k_out)]:
+        count += width * f + f
+        width = f
+    reason = over_budget(count * FLOAT32_BYTES, f"architecture '{name}' ({scientific(count)} weights)")
+    if reason:
+        raise ArgumentError(reason)
+    return count
+
+
 def build_arch(
     name: str,
     input_shape: tuple[int, ...] | None = None,
@@ -66,6 +124,7 @@ def build_arch(
     """
     if activation not in ACTIVATIONS:
         raise ArgumentError(f"unknown activation '{activation}'; choose from {', '.join(ACTIVATIONS)}")
+    check_arch(name, input_shape, num_classes)
     act = ACTIVATIONS[activation]
     key = name.upper()
     if key in CONV_SPECS:
@@ -84,11 +143,7 @@ def build_arch(
         layers.append(nn.Linear(width, k_out))
         return nn.Sequential(*layers)
     if name.lower().startswith("mlp"):
-        spec = name.split(":", 1)[1] if ":" in name else ""
-        try:
-            widths = [int(v) for v in spec.split(",") if v.strip()]
-        except ValueError:
-            raise ArgumentError(f"--arch mlp needs integer widths, e.g. mlp:512,512; got '{name}'") from None
+        widths = mlp_widths(name)
         shape = input_shape or (1, 28, 28)
         width = math.prod(shape)
         layers = [nn.Flatten()]
