@@ -43,8 +43,9 @@ SUPPORTED_OPS = [
     "MaxPool", "Flatten", "Reshape/view", "Squeeze/Unsqueeze", "Transpose/Permute", "Pad (zeros)",
     "Add/Sub of two tensors", "Add/Sub/Mul/Div by a constant", "Neg", "Concat", "Identity",
     "Dropout", "Cast to float", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU", "Softplus",
-    "Hardtanh", "ReLU6", "Clip/clamp", "SiLU", "GELU", "Mish", "HardSigmoid", "HardSwish",
-    "elementwise compositions equal to one of these activations (x*sigmoid(x), x*0.5*(1+erf(x/√2)), ...)",
+    "Hardtanh", "ReLU6", "Clip/clamp", "SiLU", "GELU (erf and tanh forms)", "Mish", "HardSigmoid", "HardSwish",
+    "elementwise formulas that are exactly one of these activations (x*sigmoid(x), x*0.5*(1+erf(x/√2)), ...)",
+    "other continuous elementwise formulas with a provable finite slope bound",
     "final Softmax/LogSoftmax (stripped)",
 ]
 
