@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Callable
 
 import torch
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from liplt_cli.graph import Affine, LinearNode, make_activation
-from liplt_cli.graph.nodes import ActivationNode
+from liplt_cli.graph.nodes import ActivationNode, SumNode
 from liplt_cli.graph.slopes import Activation, derived_activation
 from liplt_cli.load import formula as fm
 from liplt_cli.load import recognise
@@ -140,14 +141,14 @@ def activation_formula(key: str, params: dict[str, float]) -> Poly | None:
         a = float(params.get("alpha", 1.0))
         return fm.where(fm.compare(x, fm.ZERO, ">"), x, fm.scale(fm.sub(fm.unary("exp", x), fm.ONE), a))
     if key == "softplus":
-        b = float(params.get("beta", 1.0))
-        return fm.scale(fm.unary("softplus", fm.scale(x, b)), 1.0 / b)
+        b = fm.frac(float(params.get("beta", 1.0)))
+        return fm.scale(fm.unary("softplus", fm.scale(x, b)), 1 / b)
     if key in ("clip", "hardtanh", "relu6"):
         return fm.clamp(x, float(params.get("min", -1.0)), float(params.get("max", 1.0)))
     if key == "hardsigmoid":
-        return _clamp01(fm.add(fm.scale(x, 1.0 / 6.0), fm.const(0.5)))
+        return _clamp01(fm.add(fm.scale(x, Fraction(1, 6)), fm.const(Fraction(1, 2))))
     if key == "hardswish":
-        return fm.mul(x, _clamp01(fm.add(fm.scale(x, 1.0 / 6.0), fm.const(0.5))))
+        return fm.mul(x, _clamp01(fm.add(fm.scale(x, Fraction(1, 6)), fm.const(Fraction(1, 2)))))
     if key == "silu":
         return fm.mul(x, fm.unary("sigmoid", x))
     if key == "gelu":
@@ -165,7 +166,7 @@ def _torch_softplus(u: Poly, beta: float, threshold: float) -> Poly:
     """torch's softplus: ``u`` where ``βu > threshold``, else ``softplus(βu)/β``."""
     if not (math.isfinite(beta) and beta > 0 and not math.isnan(threshold)):
         raise _Untranslatable()
-    smooth = fm.scale(fm.unary("softplus", fm.scale(u, beta)), 1.0 / beta)
+    smooth = fm.scale(fm.unary("softplus", fm.scale(u, beta)), 1 / fm.frac(beta))
     return fm.where(fm.compare(fm.scale(u, beta), fm.const(threshold), ">"), u, smooth)
 
 
@@ -492,22 +493,48 @@ def _compose(f: Formula, step: Poly) -> Formula:
     return fm.substitute(f, step)
 
 
+def _node_chain(cv: Converter, name: str) -> list[tuple[str, Formula]]:
+    """``[(node, f)]`` with ``value(name) = f(value(node))``, nearest first: back through
+    scalar affine maps and activations, and through a sum of elementwise functions of one node."""
+    cache: dict[str, list[tuple[str, Formula]]] = cv.__dict__.setdefault("_elementwise_chains", {})
+    if name in cache:
+        return cache[name]
+    chain: list[tuple[str, Formula]] = [(name, _X)]
+    node = cv.by_name.get(name)
+    step = _scalar_step(node)
+    try:
+        if step is not None:
+            # value(name) = step(value(input)) and value(input) = f(value(b))
+            chain += [(b, fm.substitute(step, f)) for b, f in _node_chain(cv, node.inputs[0])[1:] if isinstance(f, Poly)]
+            chain.insert(1, (node.inputs[0], step))
+        elif isinstance(node, SumNode) and len(set(node.inputs)) == len(node.inputs):
+            parts = [dict(_node_chain(cv, i)) for i in node.inputs]
+            for b, _ in _node_chain(cv, node.inputs[0])[1:] if len(parts) > 0 else []:
+                if all(b in p and isinstance(p[b], Poly) for p in parts):
+                    total = fm.ZERO
+                    for k, p in enumerate(parts):
+                        total = fm.add(total, fm.scale(p[b], node.coefficient(k)))  # type: ignore[arg-type]
+                    chain.append((b, total))
+    except FormulaError:
+        chain = chain[:1]
+    cache[name] = chain
+    return chain
+
+
 def _ancestors(cv: Converter, s: Sym) -> list[tuple[str, Formula]]:
     """``[(node, f)]`` with ``s = f(node)`` elementwise, nearest node first."""
     pending: Pending | None = s.pending
-    name, f = (pending.base, pending.formula) if pending else (s.name, _X)
-    chain: list[tuple[str, Formula]] = [(name, f)]
-    while True:
-        node = cv.by_name.get(name)
-        step = _scalar_step(node)
-        if step is None:
-            return chain
+    if pending is None:
+        return _node_chain(cv, s.name)
+    chain: list[tuple[str, Formula]] = [(pending.base, pending.formula)]
+    for b, step in _node_chain(cv, pending.base)[1:]:
+        if not isinstance(step, Poly):
+            break
         try:
-            f = _compose(f, step)
+            chain.append((b, _compose(pending.formula, step)))
         except FormulaError:
-            return chain
-        name = node.inputs[0]
-        chain.append((name, f))
+            break
+    return chain
 
 
 def extend(cv: Converter, node: fx.Node, args: tuple, kwargs: dict, out: Any) -> Sym | None:

@@ -1,6 +1,8 @@
 r"""Elementwise functions of one real variable as exact symbolic formulas.
 
-A :class:`Poly` is a sum of monomials ``c · Π aᵢ^{pᵢ}`` (float coefficient ``c``, integer
+A :class:`Poly` is a sum of monomials ``c · Π aᵢ^{pᵢ}`` (an exact rational coefficient ``c``:
+the stored float constants are exact rationals, and sums, products and quotients of them are
+kept exact, so ``x·clip(x+3, 0, 6)/6`` is continuous at −3 in exact arithmetic; integer
 powers) over *atoms*: the variable :data:`X`, a function of formulas (:class:`Fn`: ``exp``,
 ``log``, ``log1p``, ``erf``, ``tanh``, ``sigmoid``, ``softplus``, ``sqrt``, ``recip``,
 ``pow``, ``max``, ``min``, ``relu``, ``abs``), or a switch :class:`Where` ``(cond, a, b)`` whose
@@ -112,22 +114,22 @@ def _mono_key(m: Monomial) -> str:
 class Poly:
     """``Σ coef · monomial`` (sorted by monomial, no zero coefficients)."""
 
-    terms: tuple[tuple[Monomial, float], ...]
+    terms: tuple[tuple[Monomial, Fraction], ...]
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", "+".join(f"{c!r}·{_mono_key(m)}" for m, c in self.terms) or "0")
+        object.__setattr__(self, "key", "+".join(f"{c}·{_mono_key(m)}" for m, c in self.terms) or "0")
 
     # -------------------------------------------------------------- queries
     def is_const(self) -> bool:
         return all(not m for m, _ in self.terms)
 
-    def const_value(self) -> float:
-        return sum(c for m, c in self.terms if not m)
+    def const_value(self) -> Fraction:
+        return sum((c for m, c in self.terms if not m), Fraction(0))
 
-    def coeffs(self) -> dict[int, float] | None:
+    def coeffs(self) -> dict[int, Fraction] | None:
         """``{power: coef}`` when the formula is a polynomial in ``x`` (``None`` otherwise)."""
-        out: dict[int, float] = {}
+        out: dict[int, Fraction] = {}
         for m, c in self.terms:
             if not m:
                 out[0] = c
@@ -137,12 +139,12 @@ class Poly:
                 return None
         return out
 
-    def affine(self) -> tuple[float, float] | None:
+    def affine(self) -> tuple[Fraction, Fraction] | None:
         """``(a1, a0)`` with ``self = a1·x + a0`` (``None`` when not affine)."""
         c = self.coeffs()
         if c is None or any(k > 1 for k in c):
             return None
-        return c.get(1, 0.0), c.get(0, 0.0)
+        return c.get(1, Fraction(0)), c.get(0, Fraction(0))
 
     def atoms(self) -> list[Atom]:
         return [a for m, _ in self.terms for a, _ in m]
@@ -158,32 +160,39 @@ class Poly:
         return hash(self.key)
 
 
-def _make(d: dict[str, tuple[Monomial, float]]) -> Poly:
-    items = sorted((k, m, c) for k, (m, c) in d.items() if c != 0.0)
+Number = Union[int, float, Fraction]
+
+
+def frac(v: Number) -> Fraction:
+    """The exact rational value of a finite number."""
+    if isinstance(v, Fraction):
+        return v
+    if isinstance(v, float) and not math.isfinite(v):
+        raise FormulaError(f"non-finite constant {v}")
+    return Fraction(v)
+
+
+def _make(d: dict[str, tuple[Monomial, Fraction]]) -> Poly:
+    items = sorted((k, m, c) for k, (m, c) in d.items() if c != 0)
     if len(items) > MAX_TERMS:
         raise FormulaError(f"the formula has more than {MAX_TERMS} terms")
-    for _, _, c in items:
-        if not math.isfinite(c):
-            raise FormulaError("the formula has a non-finite constant")
     return Poly(tuple((m, c) for _, m, c in items))
 
 
-def const(c: float) -> Poly:
-    c = float(c)
-    if not math.isfinite(c):
-        raise FormulaError(f"non-finite constant {c}")
-    return Poly((((), c),)) if c != 0.0 else Poly(())
+def const(c: Number) -> Poly:
+    v = frac(c)
+    return Poly((((), v),)) if v != 0 else Poly(())
 
 
 def var() -> Poly:
-    return Poly(((((X, 1),), 1.0),))
+    return Poly(((((X, 1),), Fraction(1)),))
 
 
 def atom(a: Atom, power: int = 1) -> Poly:
-    return Poly(((((a, power),), 1.0),))
+    return Poly(((((a, power),), Fraction(1)),))
 
 
-ZERO, ONE = const(0.0), const(1.0)
+ZERO, ONE = const(0), const(1)
 
 
 # ---------------------------------------------------------------------- arithmetic
@@ -195,12 +204,13 @@ def add(p: Poly, q: Poly) -> Poly:
     return _make(d)
 
 
-def scale(p: Poly, s: float) -> Poly:
-    return _make({_mono_key(m): (m, c * s) for m, c in p.terms})
+def scale(p: Poly, s: Number) -> Poly:
+    f = frac(s)
+    return _make({_mono_key(m): (m, c * f) for m, c in p.terms})
 
 
 def neg(p: Poly) -> Poly:
-    return scale(p, -1.0)
+    return scale(p, -1)
 
 
 def sub(p: Poly, q: Poly) -> Poly:
@@ -220,7 +230,7 @@ def _mono_mul(m1: Monomial, m2: Monomial) -> Monomial:
 def mul(p: Poly, q: Poly) -> Poly:
     if len(p.terms) * len(q.terms) > 16 * MAX_TERMS:
         raise FormulaError(f"the formula has more than {MAX_TERMS} terms")
-    d: dict[str, tuple[Monomial, float]] = {}
+    d: dict[str, tuple[Monomial, Fraction]] = {}
     for m1, c1 in p.terms:
         for m2, c2 in q.terms:
             m = _mono_mul(m1, m2)
@@ -234,15 +244,15 @@ def recip(p: Poly) -> Poly:
         c = p.const_value()
         if c == 0:
             raise FormulaError("division by zero")
-        return const(1.0 / c)
+        return const(1 / c)
     if len(p.terms) == 1:
         m, c = p.terms[0]
-        return Poly(((tuple((a, -k) for a, k in m), 1.0 / c),))
+        return Poly(((tuple((a, -k) for a, k in m), 1 / c),))
     # 1/(1 + exp(w)) = σ(−w)
     d = dict((_mono_key(m), (m, c)) for m, c in p.terms)
-    if len(p.terms) == 2 and d.get("", (None, 0.0))[1] == 1.0:
+    if len(p.terms) == 2 and d.get("", (None, 0))[1] == 1:
         (m, c), = [(m, c) for m, c in p.terms if m]
-        if c == 1.0 and len(m) == 1 and m[0][1] == 1 and isinstance(m[0][0], Fn) and m[0][0].name == "exp":
+        if c == 1 and len(m) == 1 and m[0][1] == 1 and isinstance(m[0][0], Fn) and m[0][0].name == "exp":
             return unary("sigmoid", neg(m[0][0].args[0]))
     return atom(Fn("recip", (p,)))
 
@@ -255,8 +265,10 @@ def power(p: Poly, e: float) -> Poly:
     if p.is_const():
         c = p.const_value()
         try:
-            return const(float(c) ** e)
-        except (OverflowError, ZeroDivisionError, ValueError) as exc:
+            if float(e).is_integer() and abs(e) <= 64:
+                return const(c ** int(e))
+            return const(float(c) ** float(e))
+        except (OverflowError, ZeroDivisionError, ValueError, TypeError) as exc:
             raise FormulaError(f"constant power {c}**{e}: {exc}") from None
     if float(e).is_integer() and abs(e) <= 16:
         n = int(e)
@@ -282,7 +294,7 @@ def unary(name: str, p: Poly) -> Poly:
     """``name(p)`` with constant folding and the canonical rewrites of the module docstring."""
     if p.is_const():
         try:
-            return const(_POINT[name](p.const_value()))
+            return const(_POINT[name](float(p.const_value())))
         except (OverflowError, ValueError) as exc:
             raise FormulaError(f"{name} of the constant {p.const_value()}: {exc}") from None
     if name in ("relu", "abs") and p.affine() is not None:
@@ -308,7 +320,7 @@ def _single_fn(p: Poly, name: str) -> Fn | None:
     if len(p.terms) != 1:
         return None
     m, c = p.terms[0]
-    if c != 1.0 or len(m) != 1 or m[0][1] != 1 or not isinstance(m[0][0], Fn) or m[0][0].name != name:
+    if c != 1 or len(m) != 1 or m[0][1] != 1 or not isinstance(m[0][0], Fn) or m[0][0].name != name:
         return None
     return m[0][0]
 
@@ -331,7 +343,7 @@ def minimum(a: Poly, b: Poly) -> Poly:
     return atom(Fn("min", tuple(sorted((a, b), key=lambda q: q.key))))
 
 
-def clamp(p: Poly, lo: float | None, hi: float | None) -> Poly:
+def clamp(p: Poly, lo: Number | None, hi: Number | None) -> Poly:
     """``torch.clamp``: ``min(max(p, lo), hi)``."""
     if lo is not None and not math.isinf(lo):
         p = maximum(p, const(lo))
@@ -392,7 +404,7 @@ def _close_poly(p: Poly, q: Poly, rel: float = 2.0**-22) -> bool:
     dp, dq = {_mono_key(m): c for m, c in p.terms}, {_mono_key(m): c for m, c in q.terms}
     if dp.keys() != dq.keys():
         return False
-    return all(abs(dp[k] - dq[k]) <= rel * max(abs(dq[k]), abs(dp[k])) for k in dp)
+    return all(abs(float(dp[k] - dq[k])) <= rel * max(abs(float(dq[k])), abs(float(dp[k]))) for k in dp)
 
 
 # ---------------------------------------------------------------------- rebuilding
@@ -476,7 +488,7 @@ def evaluate(p: Poly, x: torch.Tensor) -> torch.Tensor:
             return cache[q.key]
         total = torch.zeros_like(x)
         for m, c in q.terms:
-            term = torch.full_like(x, c)
+            term = torch.full_like(x, float(c))
             for a, k in m:
                 v = go_atom(a)
                 term = term * (v if k == 1 else v**k)
@@ -523,7 +535,7 @@ def jet(p: Poly, x: Jet) -> Jet:
             return cache[q.key]
         total: Jet = Jet.constant(0.0)
         for m, c in q.terms:
-            term: Jet = Jet.constant(c)
+            term: Jet = Jet.constant(coef_interval(c))
             for a, k in m:
                 v = go_atom(a)
                 if k != 1:
@@ -547,6 +559,14 @@ def jet(p: Poly, x: Jet) -> Jet:
     return go(p)
 
 
+def coef_interval(c: Fraction) -> Interval:
+    """An interval of doubles containing the rational ``c``."""
+    f = float(c)
+    if Fraction(f) == c:
+        return Interval.point(f)
+    return Interval(math.nextafter(f, -math.inf), math.nextafter(f, math.inf))
+
+
 def _jet_pow(u: Jet, e: float) -> Jet:
     # u^e = exp(e·log u) for u > 0 (non-integer powers need a positive base)
     return iv.j_exp(e * iv.j_log(u))
@@ -567,7 +587,7 @@ def exact(p: Poly, t: Fraction) -> Fraction | None:
     def go(q: Poly) -> Fraction | None:
         total = Fraction(0)
         for m, c in q.terms:
-            term = Fraction(c)
+            term = c
             for a, k in m:
                 v = go_atom(a)
                 if v is None:
@@ -626,13 +646,13 @@ def _text(p: Poly) -> str:
             s = _atom_text(a)
             factors.append(s if k == 1 else f"{s}^{k}")
         if not factors:
-            parts.append(_num(c))
-        elif c == 1.0:
+            parts.append(_num(float(c)))
+        elif c == 1:
             parts.append("·".join(factors))
-        elif c == -1.0:
+        elif c == -1:
             parts.append("-" + "·".join(factors))
         else:
-            parts.append(_num(c) + "·" + "·".join(factors))
+            parts.append(_num(float(c)) + "·" + "·".join(factors))
     return " + ".join(parts).replace("+ -", "- ")
 
 
@@ -654,5 +674,5 @@ __all__ = [
     "Atom", "Cond", "Fn", "FormulaError", "MAX_TERMS", "ONE", "Poly", "SOFTPLUS_SWITCH", "Where", "X", "ZERO", "add",
     "atom", "clamp", "compare", "conditions", "const", "div", "evaluate", "evaluate_cond", "exact", "jet",
     "maximum", "minimum", "mul", "neg", "power", "rebuild", "recip", "scale", "sub", "substitute", "unary", "var",
-    "where", "make_cond",
+    "where", "make_cond", "frac", "coef_interval",
 ]

@@ -163,8 +163,8 @@ def discontinuity(p: Poly, parts: list[Piece]) -> str | None:
 
 
 # ---------------------------------------------------------------------- patterns
-def _near(v: float, nominal: float, scale: float = 1.0) -> bool:
-    return abs(v - nominal) <= REL * max(abs(nominal), scale)
+def _near(v: float | Fraction, nominal: float, scale: float = 1.0) -> bool:
+    return abs(float(v) - nominal) <= REL * max(abs(nominal), scale)
 
 
 def _coeffs_are(p: Poly, want: dict[int, float]) -> bool:
@@ -174,7 +174,7 @@ def _coeffs_are(p: Poly, want: dict[int, float]) -> bool:
     return all(_near(c[k], want[k]) for k in c)
 
 
-def _single(p: Poly) -> tuple[float, int, list[tuple[Fn, int]]] | None:
+def _single(p: Poly) -> tuple[Fraction, int, list[tuple[Fn, int]]] | None:
     """``(coef, power of x, [(fn atom, power)])`` of a one-term formula."""
     if len(p.terms) != 1:
         return None
@@ -190,7 +190,7 @@ def _single(p: Poly) -> tuple[float, int, list[tuple[Fn, int]]] | None:
     return c, xp, fns
 
 
-def _fn_of(p: Poly, name: str, xpower: int, coef: float | None = 1.0) -> tuple[float, Poly] | None:
+def _fn_of(p: Poly, name: str, xpower: int, coef: float | None = 1.0) -> tuple[Fraction, Poly] | None:
     """``(c, u)`` when ``p = c · x^xpower · name(u)``."""
     s = _single(p)
     if s is None:
@@ -231,7 +231,7 @@ def _smooth_pattern(p: Poly) -> tuple[str, dict[str, float]] | None:
         c, u = m
         aff = u.coeffs()
         if aff is not None and set(aff) == {1} and aff[1] > 0 and _near(c * aff[1], 1.0):
-            return "softplus", {"beta": aff[1]}
+            return "softplus", {"beta": float(aff[1])}
     m = _fn_of(p, "sigmoid", 1)
     if m is not None and _is_x(m[1]):
         return "silu", {}
@@ -251,11 +251,11 @@ def _smooth_pattern(p: Poly) -> tuple[str, dict[str, float]] | None:
     return None
 
 
-def _const_of(p: Poly) -> float | None:
+def _const_of(p: Poly) -> Fraction | None:
     c = p.coeffs()
     if c is None or any(k != 0 for k in c):
         return None
-    return c.get(0, 0.0)
+    return c.get(0, Fraction(0))
 
 
 def _piecewise_pattern(parts: list[Piece]) -> tuple[str, dict[str, float]] | None:
@@ -266,24 +266,24 @@ def _piecewise_pattern(parts: list[Piece]) -> tuple[str, dict[str, float]] | Non
         if _coeffs_are(right, {1: 1.0}):
             lo = _const_of(left)
             if lo is not None and _near(t, lo):
-                return ("relu", {}) if lo == 0 else ("clip", {"min": lo, "max": math.inf})
+                return ("relu", {}) if lo == 0 else ("clip", {"min": float(lo), "max": math.inf})
             if _near(t, 0.0):
                 c = left.coeffs()
                 if c is not None and set(c) == {1}:
-                    return "leaky_relu", {"negative_slope": c[1]}
+                    return "leaky_relu", {"negative_slope": float(c[1])}
                 e = _fn_of(Poly(tuple((m, cc) for m, cc in left.terms if m)), "exp", 0, coef=None)
                 const_part = _const_of(Poly(tuple((m, cc) for m, cc in left.terms if not m)))
                 if e is not None and _is_x(e[1]) and e[0] > 0 and const_part is not None and _near(const_part, -e[0]):
-                    return "elu", {"alpha": e[0]}
+                    return "elu", {"alpha": float(e[0])}
         if _coeffs_are(left, {1: 1.0}):
             hi = _const_of(right)
             if hi is not None and _near(t, hi):
-                return "clip", {"min": -math.inf, "max": hi}
+                return "clip", {"min": -math.inf, "max": float(hi)}
     if len(parts) == 3:
         (t1, t2), (left, mid, right) = ts, polys
         lo, hi = _const_of(left), _const_of(right)
         if _coeffs_are(mid, {1: 1.0}) and lo is not None and hi is not None and _near(t1, lo) and _near(t2, hi):
-            return "clip", {"min": lo, "max": hi}
+            return "clip", {"min": float(lo), "max": float(hi)}
         if _near(t1, -3.0) and _near(t2, 3.0) and lo == 0.0:
             if hi is not None and _near(hi, 1.0) and _coeffs_are(mid, {1: 1 / 6, 0: 0.5}):
                 return "hardsigmoid", {}
@@ -310,14 +310,15 @@ def _cells(lo: Fraction | None, hi: Fraction | None, reach: float) -> list[tuple
     a = -reach if lo is None else math.nextafter(float(lo), -math.inf)
     b = reach if hi is None else math.nextafter(float(hi), math.inf)
     cells: list[tuple[float, float]] = []
-    if lo is None:
-        cells.append((-math.inf, min(a, b)))
-    if hi is None:
-        cells.append((max(a, b), math.inf))
     if a < b:
         step = (b - a) / _CELLS
         edges = [a + k * step for k in range(_CELLS)] + [b]
         cells += list(zip(edges[:-1], edges[1:]))
+    # the unbounded cells last, so they are looked at first (most refusals are decided there)
+    if lo is None:
+        cells.append((-math.inf, min(a, b)))
+    if hi is None:
+        cells.append((max(a, b), math.inf))
     return cells
 
 
@@ -327,6 +328,17 @@ def _where(lo: float, hi: float) -> str:
     if math.isinf(lo):
         return "as x → −∞"
     return f"for x in [{lo:.4g}, {hi:.4g}]"
+
+
+def _loose(p: Poly, a: float, b: float, d1: Interval) -> bool:
+    """The enclosure of f' on [a, b] is much wider than the spread of f' at the cell's ends
+    (interval arithmetic's overestimation, which bisection reduces)."""
+    try:
+        ends = [fm.jet(p, Jet.variable(Interval.point(v))).d1 for v in (a, b)]
+    except (FormulaError, DomainError, ZeroDivisionError, OverflowError):
+        return True
+    spread = ends[0].hull(ends[1])
+    return d1.width > 2.0 * spread.width + 1e-3 * (1.0 + max(abs(d1.lo), abs(d1.hi)))
 
 
 def derive(p: Poly) -> tuple[float, float]:
@@ -357,8 +369,7 @@ def derive(p: Poly) -> tuple[float, float]:
                     stack += [(a, m), (m, b)]
                     continue
                 raise Refusal(f"no finite bound on its slope could be proven (its derivative is unbounded {_where(a, b)})")
-            loose = d1.width > 1e-3 * (1.0 + max(abs(d1.lo), abs(d1.hi)))
-            if loose and math.isfinite(a) and math.isfinite(b) and b - a > smallest and budget > 0:
+            if math.isfinite(a) and math.isfinite(b) and b - a > smallest and budget > 0 and _loose(part.poly, a, b, d1):
                 m = a + (b - a) / 2
                 stack += [(a, m), (m, b)]
                 continue
