@@ -635,6 +635,8 @@ def materialize(cv: Converter, s: Sym) -> Sym:
         else:
             source = f"{ops} ({first}…) recognised as {act.describe()}"
         result = cv.activation(base, act, s.fx_name or "activation", source, s.value, s.fx_name)
+        if s.fx_name is not None:
+            cv.fx_of.setdefault(result.name, s.fx_name)
     cv.values[result.name] = s.value
     cv.materialized[s.fx_name or s.name] = result
     return result
