@@ -122,3 +122,13 @@ def test_models_that_overflow_in_float32_are_still_checked_where_finite():
     torch.manual_seed(0)
     graph = graph_from_module(Overflow(), (3,))
     assert [n.activation.key for n in graph.nodes if hasattr(n, "activation")] == ["softplus"]
+
+
+def test_a_derived_activation_cannot_be_saved(tmp_path):
+    from liplt_cli.load import save_safetensors
+
+    path = _switch_model(tmp_path)
+    graph = load_model(path)
+    with pytest.raises(GraphError, match="derived from an elementwise formula"):
+        save_safetensors(graph, tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
