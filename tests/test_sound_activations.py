@@ -386,3 +386,54 @@ def test_a_wrong_constant_is_not_accepted_as_the_activation(tmp_path, capsys, na
     measured = _jacobian_norms(comp, hs)["2"]
     for method, value in _bound(capsys, path, "2").items():
         assert value >= measured * (1 - 1e-6), (name, method, value, measured)
+
+
+# ---------------------------------------------------------------------- real exporters
+EXPORTED = [
+    (torch.nn.SiLU(), "silu", {}), (torch.nn.GELU(), "gelu", {}), (torch.nn.GELU(approximate="tanh"), "gelu_tanh", {}),
+    (torch.nn.Mish(), "mish", {}), (torch.nn.Softplus(), "softplus", {"beta": 1.0}),
+    (torch.nn.Hardswish(), "hardswish", {}), (torch.nn.Hardsigmoid(), "hardsigmoid", {}),
+    (torch.nn.ReLU6(), "clip", {"min": 0.0, "max": 6.0}), (torch.nn.Hardtanh(-2.0, 3.0), "clip", {"min": -2.0, "max": 3.0}),
+    (torch.nn.ELU(0.5), "elu", {"alpha": 0.5}), (torch.nn.LeakyReLU(0.1), "leaky_relu", {"negative_slope": 0.1}),
+    (torch.nn.Sigmoid(), "sigmoid", {}), (torch.nn.Tanh(), "tanh", {}),
+]
+EXPORTERS = [pytest.param(False, 11, id="ts11"), pytest.param(False, 17, id="ts17"),
+             pytest.param(True, None, id="dynamo", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("dynamo,opset", EXPORTERS)
+def test_every_activation_from_the_real_exporters_is_recognised_with_its_constants(tmp_path, dynamo, opset):
+    """Both torch exporters write these in their own ways (HardSigmoid·x for HardSwish at opset 11,
+    nine ops for GELU-tanh, Where(x > 20, …) around Softplus for dynamo, …); onnx2torch adds its
+    own modules.  Each comes back as the same activation with the same constants."""
+    from tests.conftest import export_onnx
+
+    for module, key, params in EXPORTED:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(5, 6), module, torch.nn.Linear(6, 3))
+        path = export_onnx(net, (5,), tmp_path / f"{key}.onnx", dynamo=dynamo, opset=opset)
+        graph = load_model(path)
+        acts = [n.activation for n in graph.nodes if isinstance(n, ActivationNode)]
+        assert [a.key for a in acts] == [key], (key, [a.describe() for a in acts])
+        got = dict(acts[0].params)
+        for k, v in params.items():
+            assert got[k] == pytest.approx(v, rel=2**-22), (key, k, got[k], v)
+        x = torch.randn(16, 5) * 20
+        with torch.no_grad():
+            torch.testing.assert_close(graph.evaluate(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+def test_torch_softplus_threshold_must_hide_its_jump_below_float32_rounding():
+    """torch's Softplus returns x for βx > threshold; at threshold 10 the switch jumps by 4.5e-5."""
+    from liplt_cli.load import graph_from_module
+
+    torch.manual_seed(0)
+    for threshold, ok in ((20.0, True), (15.0, True), (10.0, False)):
+        for beta in (1.0, 2.0):
+            net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Softplus(beta, threshold), torch.nn.Linear(4, 2))
+            if ok:
+                graph = graph_from_module(net, (3,))
+                assert [n.activation.key for n in graph.nodes if isinstance(n, ActivationNode)] == ["softplus"]
+            else:
+                with pytest.raises(UnsupportedOpError, match="threshold 10 jumps"):
+                    graph_from_module(net, (3,))

@@ -296,13 +296,13 @@ def match(p: Poly) -> tuple[str, dict[str, float]] | None:
     """The supported activation ``p`` is exactly (up to float rounding of its constants)."""
     try:
         parts = pieces(p)
-    except Refusal:
+        if len(parts) == 1:
+            return _smooth_pattern(parts[0].poly)
+        if discontinuity(p, parts) is not None:
+            return None
+        return _piecewise_pattern(parts)
+    except (Refusal, FormulaError):
         return None
-    if len(parts) == 1:
-        return _smooth_pattern(parts[0].poly)
-    if discontinuity(p, parts) is not None:
-        return None
-    return _piecewise_pattern(parts)
 
 
 # ---------------------------------------------------------------------- derived bounds
@@ -344,8 +344,11 @@ def _loose(p: Poly, a: float, b: float, d1: Interval) -> bool:
 def derive(p: Poly) -> tuple[float, float]:
     """Proven ``(α, β)`` with ``α ≤ f' ≤ β`` on every piece of a continuous ``f`` (raises
     :class:`Refusal`)."""
-    parts = pieces(p)
-    why = discontinuity(p, parts)
+    try:
+        parts = pieces(p)
+        why = discontinuity(p, parts)
+    except FormulaError as exc:
+        raise Refusal(f"its formula cannot be analysed ({exc})") from None
     if why is not None:
         raise Refusal(why)
     switches = [abs(float(q.hi)) for q in parts[:-1]]  # type: ignore[arg-type]
