@@ -487,9 +487,12 @@ def _scalar_step(node: Any) -> Poly | None:
 
 
 def _compose(f: Formula, step: Poly) -> Formula:
+    """``f(step(x))``."""
     if isinstance(f, Cond):
         c = fm.make_cond(fm.substitute(f.lhs, step), f.op)
-        return c if isinstance(c, Cond) else (fm.ONE if c else fm.ZERO)  # a constant condition cannot occur
+        if not isinstance(c, Cond):
+            raise FormulaError("the condition does not depend on the input")
+        return c
     return fm.substitute(f, step)
 
 
@@ -507,9 +510,9 @@ def _node_chain(cv: Converter, name: str) -> list[tuple[str, Formula]]:
             # value(name) = step(value(input)) and value(input) = f(value(b))
             chain += [(b, fm.substitute(step, f)) for b, f in _node_chain(cv, node.inputs[0])[1:] if isinstance(f, Poly)]
             chain.insert(1, (node.inputs[0], step))
-        elif isinstance(node, SumNode) and len(set(node.inputs)) == len(node.inputs):
+        elif isinstance(node, SumNode):
             parts = [dict(_node_chain(cv, i)) for i in node.inputs]
-            for b, _ in _node_chain(cv, node.inputs[0])[1:] if len(parts) > 0 else []:
+            for b, _ in _node_chain(cv, node.inputs[0]):
                 if all(b in p and isinstance(p[b], Poly) for p in parts):
                     total = fm.ZERO
                     for k, p in enumerate(parts):
