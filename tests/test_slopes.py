@@ -52,7 +52,7 @@ def test_gelu_extrema_are_at_plus_minus_sqrt2():
     prof = smooth_profile("gelu")
     assert len(prof.critical) == 2
     for (lo, hi, _, _), c in zip(prof.critical, (-math.sqrt(2), math.sqrt(2))):
-        assert lo <= c <= hi and hi - lo < 1e-8
+        assert lo <= c <= hi and hi - lo < 4e-6  # a run of critical cells of width 2⁻²⁰
 
 
 def test_silu_extrema_solve_x_tanh_half_x_equals_2():
@@ -71,7 +71,10 @@ def test_smooth_bounds_contain_and_are_tight_on_a_dense_float64_grid(key):
     x = torch.linspace(-60, 60, 600_001, dtype=torch.float64)
     d = _derivative(act, x)
     assert act.alpha <= float(d.min()) and float(d.max()) <= act.beta
-    assert float(d.min()) - act.alpha < 1e-8 and act.beta - float(d.max()) < 1e-8
+    # GELU-tanh's bounds hold for both constants anywhere within 2⁻²⁰ of nominal (the loader
+    # accepts float32-rounded ones), which costs about 1e-6
+    tol = 2e-6 if key == "gelu_tanh" else 1e-8
+    assert float(d.min()) - act.alpha < tol and act.beta - float(d.max()) < tol
 
 
 @pytest.mark.parametrize("key", ["silu", "gelu", "gelu_tanh", "mish"])

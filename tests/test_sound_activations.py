@@ -437,3 +437,25 @@ def test_torch_softplus_threshold_must_hide_its_jump_below_float32_rounding():
             else:
                 with pytest.raises(UnsupportedOpError, match="threshold 10 jumps"):
                     graph_from_module(net, (3,))
+
+
+def test_recognised_activations_with_float32_constants_keep_sound_slopes(tmp_path):
+    """Exporters store 1/6 as float32 (0.16666667…) and a Div by 3 becomes ×float32(1/3): the
+    recognised activation's [α, β] must still contain the slopes of the formula as stored."""
+    a32 = float(np.float32(1 / 6))
+    third = float(np.float32(1 / 3))
+    cases = [
+        ([N("HardSigmoid", ["h"], "phi", alpha=1 / 6, beta=0.5)], {}, lambda h: torch.clamp(a32 * h + 0.5, 0, 1)),
+        ([N("HardSigmoid", ["h"], "hs", alpha=1 / 6, beta=0.5), N("Mul", ["h", "hs"], "phi")], {},
+         lambda h: h * torch.clamp(a32 * h + 0.5, 0, 1)),
+        ([N("Mul", ["h", "b"], "hb"), N("Softplus", ["hb"], "sp"), N("Div", ["sp", "b"], "d"), N("Greater", ["hb", "t"], "g"),
+          N("Where", ["g", "h", "d"], "phi")], _c(b=3, t=20),
+         lambda h: torch.nn.functional.softplus(3 * h, threshold=1e9) * third),
+    ]
+    for k, (nodes, consts, fn) in enumerate(cases):
+        path, _ = _save(tmp_path, Composite(nodes, consts, fn), f"c{k}.onnx")
+        graph = load_model(path)
+        (act,) = [n.activation for n in graph.nodes if isinstance(n, ActivationNode)]
+        h = torch.linspace(-10, 10, 400_001, dtype=torch.float64, requires_grad=True)
+        (d,) = torch.autograd.grad(fn(h).sum(), h)
+        assert act.alpha <= float(d.min()) and float(d.max()) <= act.beta, (act.describe(), act.alpha, act.beta, float(d.max()))

@@ -22,7 +22,7 @@ not sampled (see :func:`_certify`):
 1. on :math:`[-R, R]` (R = 20), bisection with interval arithmetic
    (:mod:`liplt_cli.graph.interval`, outward rounding) splits the line into cells where an
    enclosure of :math:`\varphi''` excludes 0 (so :math:`\varphi'` is strictly monotone there)
-   and a few *critical cells* of width ≤ 2⁻³⁰ that may contain a zero of :math:`\varphi''`;
+   and a few *critical cells* of width ≤ 2⁻²⁰ that may contain a zero of :math:`\varphi''`;
    on a monotone cell the extrema of :math:`\varphi'` are at its ends, so over :math:`[-R, R]`
    they are among :math:`\varphi'(\pm R)` and the interval enclosures of :math:`\varphi'` on the
    critical cells;
@@ -58,7 +58,7 @@ from liplt_cli.graph import interval as iv
 from liplt_cli.graph.interval import Interval, Jet
 
 _R = 20.0
-_CELL = 2.0**-30
+_CELL = 2.0**-20
 _EVAL_MARGIN = 2.0**-40  # float64 evaluation of φ' at the ends of an interval, widened by this
 
 #: Activations :func:`make_activation` builds (``derived`` activations come from the loader only).
@@ -108,8 +108,12 @@ class Activation:
 # ---------------------------------------------------------------------- smooth activations
 _SQRT1_2 = Interval.around(math.sqrt(0.5))
 _INV_SQRT_2PI = Interval.around(1.0 / math.sqrt(2.0 * math.pi))
-_GELU_K = Interval.around(math.sqrt(2.0 / math.pi))
-_GELU_C = Interval.around(0.044715)
+# GELU-tanh's two constants as intervals of relative width 2⁻²⁰ around nominal: the proven
+# bounds hold for every pair of constants in them, which covers the float32-rounded constants
+# the loader accepts as GELU-tanh (:mod:`liplt_cli.load.recognise`).
+_GELU_TOL = 2.0**-20
+_GELU_K = Interval(math.sqrt(2.0 / math.pi) * (1 - _GELU_TOL), math.sqrt(2.0 / math.pi) * (1 + _GELU_TOL))
+_GELU_C = Interval(0.044715 * (1 - _GELU_TOL), 0.044715 * (1 + _GELU_TOL))
 
 
 def _silu_jet(x: Jet) -> Jet:

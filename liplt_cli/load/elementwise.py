@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Callable
 
@@ -593,9 +593,16 @@ def _recognise(cv: Converter, chain: list[tuple[str, Formula]]) -> tuple[str, Po
             continue
         key, params = m
         try:
-            return name, f, make_activation(key, **params), None
+            act = make_activation(key, **params)
         except ValueError:
             continue
+        try:  # cover the formula's own constants (e.g. a float32-rounded 1/6) where provable
+            alpha, beta = recognise.derive(f)
+        except recognise.Refusal:
+            return name, f, act, None
+        if alpha < act.alpha or beta > act.beta:
+            act = replace(act, alpha=min(alpha, act.alpha), beta=max(beta, act.beta))
+        return name, f, act, None
     first: str | None = None
     for name, f in usable:
         try:

@@ -16,9 +16,13 @@ Given a formula ``f`` of one variable (:mod:`liplt_cli.load.formula`), in this o
    ReLU, LeakyReLU, Clip (one- or two-sided), HardSigmoid, HardSwish, ELU, Sigmoid, Tanh,
    Softplus(β), SiLU ``x·σ(x)``, GELU ``½x(1 + erf(x/√2))``, GELU-tanh
    ``½x(1 + tanh(√(2/π)(x + 0.044715x³)))``, Mish ``x·tanh(softplus(x))`` and the identity.
-   Structure must match exactly and constants within 2⁻²² relative (float32 rounding of the
-   stored constants, and of a product or quotient of two of them): ``x·σ(1.01x)`` is *not*
-   SiLU.
+   Structure must match exactly; constants must be exact where they scale the slopes, and
+   within 2⁻²² relative (float32 rounding of the stored constants, and of a product or
+   quotient of two of them) only where the slope range is unchanged or covered (see
+   :func:`_smooth_pattern`): ``x·σ(1.01x)`` is *not* SiLU.  The loader also widens a
+   recognised activation's [α, β] to the bounds proven for the formula itself (step 4)
+   whenever those can be proven, so a piecewise-linear activation whose stored constants are
+   float32-rounded (HardSigmoid's ``0.16666667``) keeps a sound slope bound.
 4. **Derived bounds.**  Otherwise ``f'`` is enclosed with interval arithmetic on each piece —
    bounded pieces in adaptively bisected cells, unbounded ones up to ±(16 + 2 max|t|) and then
    one cell reaching to ±∞ — and [α, β] is the hull.  By the mean value theorem on each piece
@@ -219,8 +223,26 @@ _GELU_K = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
 
 
+def _exactly(p: Poly, want: dict[int, Fraction]) -> bool:
+    """``p`` is exactly the polynomial ``want`` (no rounding allowed)."""
+    return p.coeffs() == {k: v for k, v in want.items() if v != 0}
+
+
+_ONE, _HALF = Fraction(1), Fraction(1, 2)
+
+
 def _smooth_pattern(p: Poly) -> tuple[str, dict[str, float]] | None:
-    if _coeffs_are(p, {1: 1.0}):
+    """Outer coefficients (the 1 of x·σ(x), the ½ of GELU) must be exact: exporters write them
+    exactly, and they scale the slopes.  An *inner* coefficient may differ from its nominal value
+    by float32 rounding only where that leaves the slope range unchanged or covered:
+    ``x·σ(kx) = SiLU(kx)/k``, ``½x(1 + erf(cx)) = GELU(sx)/s`` (s = c√2) and
+    ``x·tanh(softplus(kx)) = Mish(kx)/k`` have ``φ'(x) = ψ'(kx)``, the same range as ψ'; GELU-tanh's
+    proven bounds hold for both of its constants anywhere within 2⁻²⁰ of nominal
+    (:mod:`liplt_cli.graph.slopes`).  Sigmoid, Tanh and Softplus take float32-rounded constants
+    (a Div by 3 becomes a multiplication by float32(1/3)) because the loader then widens their
+    bounds to the ones proven for the formula itself (``k·σ(cx)`` has slopes in [0, kc/4]).
+    The identity must be exact: it leaves no node whose slopes could be widened."""
+    if _exactly(p, {1: _ONE}):
         return "identity", {}
     for name in ("sigmoid", "tanh"):
         m = _fn_of(p, name, 0)
@@ -233,20 +255,20 @@ def _smooth_pattern(p: Poly) -> tuple[str, dict[str, float]] | None:
         if aff is not None and set(aff) == {1} and aff[1] > 0 and _near(c * aff[1], 1.0):
             return "softplus", {"beta": float(aff[1])}
     m = _fn_of(p, "sigmoid", 1)
-    if m is not None and _is_x(m[1]):
+    if m is not None and m[0] == 1 and _is_x(m[1]):
         return "silu", {}
     m = _fn_of(p, "tanh", 1)
-    if m is not None:
+    if m is not None and m[0] == 1:
         inner = _fn_of(m[1], "softplus", 0)
-        if inner is not None and _is_x(inner[1]):
+        if inner is not None and inner[0] == 1 and _is_x(inner[1]):
             return "mish", {}
     lin, rest = _split_terms(p)
-    if _coeffs_are(lin, {1: 0.5}):
+    if _exactly(lin, {1: _HALF}):
         m = _fn_of(rest, "erf", 1, coef=0.5)
-        if m is not None and _coeffs_are(m[1], {1: _SQRT1_2}):
+        if m is not None and m[0] == _HALF and _coeffs_are(m[1], {1: _SQRT1_2}):
             return "gelu", {}
         m = _fn_of(rest, "tanh", 1, coef=0.5)
-        if m is not None and _coeffs_are(m[1], {1: _GELU_K, 3: _GELU_K * _GELU_C}):
+        if m is not None and m[0] == _HALF and _coeffs_are(m[1], {1: _GELU_K, 3: _GELU_K * _GELU_C}):
             return "gelu_tanh", {}
     return None
 
