@@ -17,10 +17,12 @@ ALL = [
     ("leaky_relu", {"negative_slope": -0.3}), ("tanh", {}), ("sigmoid", {}), ("elu", {"alpha": 1.0}),
     ("elu", {"alpha": 0.5}), ("elu", {"alpha": 2.5}), ("softplus", {"beta": 1.0}), ("softplus", {"beta": 3.0}),
     ("softplus", {"beta": 0.25}), ("clip", {"min": -2.0, "max": 3.0}), ("relu6", {}), ("hardtanh", {}),
-    ("clip", {"min": -math.inf, "max": 1.5}), ("hardsigmoid", {}), ("hardswish", {}), ("silu", {}), ("gelu", {}),
+    ("clip", {"min": -math.inf, "max": 1.5}), ("hardsigmoid", {}), ("hardswish", {}),
+    ("hardsigmoid", {"alpha": 0.1666666716337204, "beta": 0.5}), ("hardswish", {"alpha": 0.1666666716337204, "beta": 0.5}),
+    ("hardswish", {"alpha": 0.3, "beta": 0.2}), ("silu", {}), ("gelu", {}),
     ("gelu_tanh", {}), ("mish", {}), ("identity", {}),
 ]
-IDS = [k + "".join(f"-{v:g}" for v in p.values()) for k, p in ALL]
+IDS = [k + "".join(f"-{v:.4g}" for v in p.values()) for k, p in ALL]
 
 
 def _derivative(act, x):
@@ -37,7 +39,10 @@ def _math_fn(act):
         beta = dict(act.params).get("beta", 1.0)
         return lambda x: torch.logaddexp(beta * x, torch.zeros_like(x)) / beta
     if act.key == "hardsigmoid":
-        return lambda x: torch.clamp(x / 6 + 0.5, 0, 1)
+        p = dict(act.params)
+        if not p:
+            return lambda x: torch.clamp(x / 6 + 0.5, 0, 1)
+        return lambda x: torch.clamp(p["alpha"] * x + p["beta"], 0, 1)
     return act
 
 

@@ -24,6 +24,7 @@ from onnx.reference import ReferenceEvaluator
 from liplt_cli.cli.app import run
 from liplt_cli.errors import UnsupportedOpError
 from liplt_cli.graph import ActivationNode
+from liplt_cli.graph.slopes import slope_range
 from liplt_cli.load import load_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -459,3 +460,10 @@ def test_recognised_activations_with_float32_constants_keep_sound_slopes(tmp_pat
         h = torch.linspace(-10, 10, 400_001, dtype=torch.float64, requires_grad=True)
         (d,) = torch.autograd.grad(fn(h).sum(), h)
         assert act.alpha <= float(d.min()) and float(d.max()) <= act.beta, (act.describe(), act.alpha, act.beta, float(d.max()))
+        # and the local slope ranges contain the stored formula's derivative (kinks near ±3 included)
+        centre = torch.cat([torch.linspace(-4, 4, 801, dtype=torch.float64), torch.tensor([-3.0, 3.0], dtype=torch.float64)])
+        for w in (1e-9, 1e-3, 0.5):
+            lo, hi = slope_range(act, centre - w, centre + w)
+            x = (centre[:, None] + w * torch.linspace(-1, 1, 41, dtype=torch.float64)[None, :]).requires_grad_(True)
+            (dx,) = torch.autograd.grad(fn(x).sum(), x)
+            assert bool((dx >= lo[:, None]).all()) and bool((dx <= hi[:, None]).all()), (act.describe(), w)

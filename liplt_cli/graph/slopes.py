@@ -333,10 +333,20 @@ def make_activation(name: str, **params: float) -> Activation:
             raise ValueError("Clip bounds must not be NaN")
         label = {"hardtanh": "HardTanh", "clip": "Clip", "relu6": "ReLU6"}[key]
         return Activation(label, key, 0.0, 1.0, (("max", hi), ("min", lo)), lambda x: torch.clamp(x, lo, hi))
-    if key == "hardsigmoid":
-        return Activation("HardSigmoid", key, 0.0, 1.0 / 6.0, p, F.hardsigmoid)
-    if key == "hardswish":
-        return Activation("HardSwish", key, -0.5, 1.5, p, F.hardswish)
+    if key in ("hardsigmoid", "hardswish"):
+        # clip(αx + β, 0, 1) (times x for HardSwish); torch's are α = 1/6, β = 1/2, ONNX's
+        # HardSigmoid stores α as a float (float32(1/6) = 0.16666667…)
+        a = _finite("HardSigmoid", params, "alpha", 1.0 / 6.0)
+        b = _finite("HardSigmoid", params, "beta", 0.5)
+        if a <= 0:
+            raise ValueError(f"HardSigmoid/HardSwish need alpha > 0, got {a}")
+        nominal = "alpha" not in params and "beta" not in params
+        if key == "hardsigmoid":
+            fn = F.hardsigmoid if nominal else (lambda x: torch.clamp(a * x + b, 0.0, 1.0))
+            return Activation("HardSigmoid", key, 0.0, a, p, fn)
+        # φ' = 0 where αx + β < 0, 1 where αx + β > 1, and 2αx + β (from −β to 2 − β) between
+        fn = F.hardswish if nominal else (lambda x: x * torch.clamp(a * x + b, 0.0, 1.0))
+        return Activation("HardSwish", key, min(0.0, -b), max(1.0, 2.0 - b), p, fn)
     if key == "identity":
         return Activation("Identity", key, 1.0, 1.0, p, lambda x: x)
     if key in _SMOOTH:
@@ -374,6 +384,9 @@ def slope_range(activation: Activation, lower: torch.Tensor, upper: torch.Tensor
     nan = torch.isnan(l64) | torch.isnan(u64)
     lo, hi = torch.minimum(l64, u64), torch.maximum(l64, u64)
     a, b = _range64(activation, lo, hi)
+    margin = _widening_margin(activation)
+    if margin:
+        a, b = a - margin, b + margin
     ga, gb = float(activation.alpha), float(activation.beta)
     a = torch.where(nan, torch.full_like(a, ga), torch.clamp(a, min=ga, max=gb))
     b = torch.where(nan, torch.full_like(b, gb), torch.clamp(b, min=ga, max=gb))
@@ -383,6 +396,26 @@ def slope_range(activation: Activation, lower: torch.Tensor, upper: torch.Tensor
     a32 = torch.where(a32.to(torch.float64) > a, torch.nextafter(a32, torch.full_like(a32, -math.inf)), a32)
     b32 = torch.where(b32.to(torch.float64) < b, torch.nextafter(b32, torch.full_like(b32, math.inf)), b32)
     return a32, b32
+
+
+_WIDENED_MARGIN = 2.0**-18
+
+
+def _widening_margin(act: Activation) -> float:
+    """The loader widens a recognised activation's [α, β] when the model's formula has constants
+    within 2⁻²² of nominal (e.g. ``c·softplus(βx)`` with ``cβ = 1 + 3·10⁻⁸`` after a division
+    became a float32 multiplication).  For such an activation ``φ'`` differs from the nominal
+    one pointwise by at most ``2⁻²²·(|ψ'| + sup|xψ''(x)|)`` (< 2⁻²⁰ for Sigmoid, Tanh,
+    Softplus); local ranges are widened by 2⁻¹⁸·max(1, |α|, |β|) to cover it."""
+    if act.key in ("derived", "identity"):
+        return 0.0
+    try:
+        nominal = make_activation(act.key, **dict(act.params))
+    except ValueError:
+        return 0.0
+    if act.alpha >= nominal.alpha and act.beta <= nominal.beta:
+        return 0.0
+    return _WIDENED_MARGIN * max(1.0, abs(act.alpha), abs(act.beta))
 
 
 def _const(like: torch.Tensor, v: float) -> torch.Tensor:
@@ -406,9 +439,10 @@ def _range64(act: Activation, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.T
     if key in ("clip", "hardtanh", "relu6"):
         return _clip_range(l, u, _param(act, "min", -1.0), _param(act, "max", 1.0), 1.0)
     if key == "hardsigmoid":
-        return _clip_range(l, u, -3.0, 3.0, 1.0 / 6.0)
+        a, b = _param(act, "alpha", 1.0 / 6.0), _param(act, "beta", 0.5)
+        return _clip_range(l, u, -b / a, (1.0 - b) / a, a, exact=False)
     if key == "hardswish":
-        return _hardswish_range(l, u)
+        return _hardswish_range(l, u, _param(act, "alpha", 1.0 / 6.0), _param(act, "beta", 0.5))
     if key == "elu":
         return _elu_range(l, u, _param(act, "alpha", 1.0))
     if key == "sigmoid":
@@ -433,27 +467,39 @@ def _two_piece(l: torch.Tensor, u: torch.Tensor, left: float, right: float) -> t
     return a, b
 
 
-def _clip_range(l: torch.Tensor, u: torch.Tensor, lo: float, hi: float, slope: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slope ``slope`` on (lo, hi), 0 outside."""
-    outside = (u <= lo) | (l >= hi)
-    inside = (l >= lo) & (u <= hi) & ~outside
+def _clip_range(l: torch.Tensor, u: torch.Tensor, lo: float, hi: float, slope: float,
+                exact: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slope ``slope`` on (lo, hi), 0 outside.  Kinks computed in float64 (``exact=False``) are
+    widened by a few ulps, so their rounding never decides a case."""
+    lo_out = lo_in = lo
+    hi_out = hi_in = hi
+    if not exact:
+        if math.isfinite(lo):
+            lo_out, lo_in = lo - 4 * math.ulp(lo), lo + 4 * math.ulp(lo)
+        if math.isfinite(hi):
+            hi_out, hi_in = hi + 4 * math.ulp(hi), hi - 4 * math.ulp(hi)
+    outside = (u <= lo_out) | (l >= hi_out)
+    inside = (l >= lo_in) & (u <= hi_in) & ~outside
     a = torch.where(inside, _const(l, slope), _const(l, 0.0))
     b = torch.where(outside, _const(l, 0.0), _const(l, slope))
     return a, b
 
 
-def _hardswish_range(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """φ' = 0 on x < −3, (2x+3)/6 on (−3, 3), 1 on x > 3 (one-sided limits included)."""
+def _hardswish_range(l: torch.Tensor, u: torch.Tensor, alpha: float, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """φ = x·clip(αx + β, 0, 1): φ' = 0 left of x₀ = −β/α, 2αx + β on (x₀, x₁), 1 right of
+    x₁ = (1 − β)/α (one-sided limits included; the kinks are widened by the rounding of x₀, x₁)."""
+    x0, x1 = -beta / alpha, (1.0 - beta) / alpha
+    slack = 4 * math.ulp(max(abs(x0), abs(x1), 1.0))
     inf = math.inf
     a, b = _const(l, inf), _const(l, -inf)
-    left, right = l < -3, u > 3
+    left, right = l < x0 + slack, u > x1 - slack
     a = torch.where(left, torch.minimum(a, _const(l, 0.0)), a)
     b = torch.where(left, torch.maximum(b, _const(l, 0.0)), b)
     a = torch.where(right, torch.minimum(a, _const(l, 1.0)), a)
     b = torch.where(right, torch.maximum(b, _const(l, 1.0)), b)
-    mid = (u >= -3) & (l <= 3)
-    ml, mu = torch.clamp(l, -3.0, 3.0), torch.clamp(u, -3.0, 3.0)
-    da, db = _widen((2 * ml + 3) / 6, (2 * mu + 3) / 6)
+    mid = (u >= x0 - slack) & (l <= x1 + slack)
+    ml, mu = torch.clamp(l, x0, x1), torch.clamp(u, x0, x1)
+    da, db = _widen(2 * alpha * ml + beta, 2 * alpha * mu + beta)
     a = torch.where(mid, torch.minimum(a, da), a)
     b = torch.where(mid, torch.maximum(b, db), b)
     return a, b

@@ -145,10 +145,11 @@ def activation_formula(key: str, params: dict[str, float]) -> Poly | None:
         return fm.scale(fm.unary("softplus", fm.scale(x, b)), 1 / b)
     if key in ("clip", "hardtanh", "relu6"):
         return fm.clamp(x, float(params.get("min", -1.0)), float(params.get("max", 1.0)))
-    if key == "hardsigmoid":
-        return _clamp01(fm.add(fm.scale(x, Fraction(1, 6)), fm.const(Fraction(1, 2))))
-    if key == "hardswish":
-        return fm.mul(x, _clamp01(fm.add(fm.scale(x, Fraction(1, 6)), fm.const(Fraction(1, 2)))))
+    if key in ("hardsigmoid", "hardswish"):
+        a = fm.frac(params["alpha"]) if "alpha" in params else Fraction(1, 6)
+        b = fm.frac(params["beta"]) if "beta" in params else Fraction(1, 2)
+        hs = _clamp01(fm.add(fm.scale(x, a), fm.const(b)))
+        return hs if key == "hardsigmoid" else fm.mul(x, hs)
     if key == "silu":
         return fm.mul(x, fm.unary("sigmoid", x))
     if key == "gelu":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -700,11 +700,8 @@ def h_onnx_hardsigmoid(c: Call) -> Sym:
     """ONNX HardSigmoid: ``clip(αx + β, 0, 1)`` = Affine then Clip (HardSigmoid when α=1/6, β=1/2)."""
     a, b = float(c.mod.alpha), float(c.mod.beta)
     if abs(a - 1 / 6) < 1e-7 and abs(b - 0.5) < 1e-7:
-        # exporters store α = float32(1/6) = 0.16666667…: keep the slope bound above the stored α
-        hs = make_activation("hardsigmoid")
-        if a > hs.beta:
-            hs = replace(hs, beta=a)
-        return c.cv.activation(c.src, hs, c.name, c.source, c.out, None)
+        # exporters store α = float32(1/6) = 0.16666667…: the activation keeps the stored α, β
+        return act(c, "hardsigmoid", alpha=a, beta=b)
     x = c.src
     y = c.cv.linear(
         x,

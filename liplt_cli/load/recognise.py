@@ -306,12 +306,24 @@ def _piecewise_pattern(parts: list[Piece]) -> tuple[str, dict[str, float]] | Non
         lo, hi = _const_of(left), _const_of(right)
         if _coeffs_are(mid, {1: 1.0}) and lo is not None and hi is not None and _near(t1, lo) and _near(t2, hi):
             return "clip", {"min": float(lo), "max": float(hi)}
-        if _near(t1, -3.0) and _near(t2, 3.0) and lo == 0.0:
-            if hi is not None and _near(hi, 1.0) and _coeffs_are(mid, {1: 1 / 6, 0: 0.5}):
-                return "hardsigmoid", {}
-            if _coeffs_are(mid, {2: 1 / 6, 1: 0.5}) and _coeffs_are(right, {1: 1.0}):
-                return "hardswish", {}
+        if _near(t1, -3.0) and _near(t2, 3.0) and lo == 0:
+            # x·clip(αx + β, 0, 1) or clip(αx + β, 0, 1) with α, β from the formula itself
+            if hi == 1 and _coeffs_are(mid, {1: 1 / 6, 0: 0.5}):
+                return "hardsigmoid", _hard_params(mid.coeffs()[1], mid.coeffs()[0])  # type: ignore[index]
+            if _coeffs_are(mid, {2: 1 / 6, 1: 0.5}) and _exactly(right, {1: _ONE}):
+                return "hardswish", _hard_params(mid.coeffs()[2], mid.coeffs()[1])  # type: ignore[index]
     return None
+
+
+def _hard_params(alpha: Fraction, beta: Fraction) -> dict[str, float]:
+    """HardSigmoid's α, β as floats (none when exactly 1/6, 1/2); α rounded up, so the
+    slope bound [0, α] stays above the exact one."""
+    if alpha == Fraction(1, 6) and beta == _HALF:
+        return {}
+    a = float(alpha)
+    if Fraction(a) < alpha:
+        a = math.nextafter(a, math.inf)
+    return {"alpha": a, "beta": float(beta)}
 
 
 def match(p: Poly) -> tuple[str, dict[str, float]] | None:
