@@ -69,6 +69,11 @@ def graph_to_dict(graph: LayerGraph, tensor_key: Callable[[str, str, torch.Tenso
                           "dim": int(n.dim), "source": n.source})
         elif isinstance(n, ActivationNode):
             a = n.activation
+            if a.key == "derived":
+                raise GraphError(
+                    f"node '{n.name}' holds an activation derived from an elementwise formula ({a.name}); "
+                    "it has no activation key, so the graph cannot be stored in a liplt description"
+                )
             nodes.append({"name": n.name, "kind": "activation", "inputs": list(n.inputs), "shape": list(n.out_shape),
                           "activation": {"key": a.key, "name": a.name, "params": {k: _num(v) for k, v in a.params},
                                          "alpha": _num(a.alpha), "beta": _num(a.beta)},

@@ -25,6 +25,8 @@ from torch import fx, nn
 from liplt_cli.errors import ModelLoadError
 from liplt_cli.graph import Affine, Conv, ConvTranspose, Dense, Pad, Permute, Reshape, make_activation
 from liplt_cli.graph.nodes import BlockNode, ConcatNode, MaxPool, SumNode
+from liplt_cli.graph.slopes import softplus_jump
+from liplt_cli.load.formula import SOFTPLUS_SWITCH
 from liplt_cli.load.fx import Converter, Sym, Unsupported
 
 
@@ -671,22 +673,35 @@ def h_elu_fn(c: Call) -> Sym:
     return act(c, "elu", alpha=float(c.arg(1, "alpha", 1.0)))
 
 
+def softplus(c: Call, beta: float, threshold: float) -> Sym:
+    """torch's Softplus returns x where βx > threshold; the switch jumps by log1p(e^{-threshold})/β,
+    below float32 resolution of the value there only when threshold ≥ 15 (then it is the smooth
+    softplus to float32 precision, see :mod:`liplt_cli.load.formula`)."""
+    if not threshold >= SOFTPLUS_SWITCH:
+        raise c.unsupported(
+            f"Softplus with threshold {threshold:g} jumps by {softplus_jump(beta, threshold) if beta > 0 else math.inf:.2g} "
+            f"at its switch point; only thresholds ≥ {SOFTPLUS_SWITCH:g} are continuous to float32 precision"
+        )
+    return act(c, "softplus", beta=beta)
+
+
 def h_softplus_fn(c: Call) -> Sym:
-    return act(c, "softplus", beta=float(c.arg(1, "beta", 1.0)))
+    return softplus(c, float(c.arg(1, "beta", 1.0)), float(c.arg(2, "threshold", 20.0)))
 
 
 def h_gelu(c: Call) -> Sym:
     approx = c.mod.approximate if c.mod is not None else c.arg(1, "approximate", "none")
-    if approx != "none":
+    if approx not in ("none", "tanh"):
         raise c.unsupported(f"GELU approximate='{approx}'")
-    return act(c, "gelu")
+    return act(c, "gelu" if approx == "none" else "gelu_tanh")
 
 
 def h_onnx_hardsigmoid(c: Call) -> Sym:
     """ONNX HardSigmoid: ``clip(αx + β, 0, 1)`` = Affine then Clip (HardSigmoid when α=1/6, β=1/2)."""
     a, b = float(c.mod.alpha), float(c.mod.beta)
     if abs(a - 1 / 6) < 1e-7 and abs(b - 0.5) < 1e-7:
-        return act(c, "hardsigmoid")
+        # exporters store α = float32(1/6) = 0.16666667…: the activation keeps the stored α, β
+        return act(c, "hardsigmoid", alpha=a, beta=b)
     x = c.src
     y = c.cv.linear(
         x,
@@ -746,7 +761,7 @@ MODULE_HANDLERS: list[tuple[type, Callable[[Call], Sym]]] = [
     (nn.LeakyReLU, lambda c: act(c, "leaky_relu", negative_slope=float(c.mod.negative_slope))),
     (nn.Tanh, _simple("tanh")), (nn.Sigmoid, _simple("sigmoid")),
     (nn.ELU, lambda c: act(c, "elu", alpha=float(c.mod.alpha))),
-    (nn.Softplus, lambda c: act(c, "softplus", beta=float(c.mod.beta))),
+    (nn.Softplus, lambda c: softplus(c, float(c.mod.beta), float(c.mod.threshold))),
     (nn.Hardtanh, lambda c: clamp(c, c.mod.min_val, c.mod.max_val)),
     (nn.SiLU, _simple("silu")), (nn.GELU, h_gelu), (nn.Mish, _simple("mish")),
     (nn.Hardsigmoid, _simple("hardsigmoid")), (nn.Hardswish, _simple("hardswish")),

@@ -288,11 +288,50 @@ def _fix_allowzero(model) -> list[str]:
     return notes
 
 
+def _inline_constant_identities(model) -> list[str]:
+    """Replace ``Identity`` nodes over initialisers (or Constant outputs) by initialisers.
+
+    torch's TorchScript exporter deduplicates equal parameters: a second zero conv bias becomes
+    ``Identity(first_bias)``; onnx2torch's Conv reads its weight and bias only from initialisers.
+    Each such Identity output becomes an initialiser holding the same tensor (chains included).
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    tensors = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    tensors.setdefault(node.output[0], attr.t)
+    outputs = {o.name for o in graph.output}
+    inlined: list[str] = []
+    changed = True
+    while changed:
+        changed = False
+        keep = []
+        for node in graph.node:
+            if (node.op_type == "Identity" and node.domain in ("", "ai.onnx") and len(node.input) == 1
+                    and node.input[0] in tensors and node.output[0] not in tensors and node.output[0] not in outputs):
+                tensor = numpy_helper.from_array(numpy_helper.to_array(tensors[node.input[0]]), node.output[0])
+                graph.initializer.append(tensor)
+                tensors[node.output[0]] = tensor
+                inlined.append(node.name or node.output[0])
+                changed = True
+            else:
+                keep.append(node)
+        if changed:
+            del graph.node[:]
+            graph.node.extend(keep)
+    return inlined
+
+
 def _expand_new_ops(model) -> list[str]:
     """Write Gelu-20 and Mish-18 with older ops (no opset converter goes below them).
 
-    ``Gelu(x) = x · 0.5 · (1 + erf(x/√2))`` and ``Mish(x) = x · tanh(softplus(x))``; the fx loader
-    recognises both compositions again as one activation (:mod:`liplt_cli.load.elementwise`).
+    ``Gelu(x) = x · 0.5 · (1 + erf(x/√2))`` (``approximate="tanh"``:
+    ``0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³)))``) and ``Mish(x) = x · tanh(softplus(x))``; the
+    fx loader recognises these formulas again as one activation (:mod:`liplt_cli.load.elementwise`).
     """
     from onnx import helper, numpy_helper
     import numpy as np
@@ -309,10 +348,25 @@ def _expand_new_ops(model) -> list[str]:
     for k, node in enumerate(model.graph.node):
         if node.op_type == "Gelu" and node.domain in ("", "ai.onnx"):
             approx = next((a.s.decode() for a in node.attribute if a.name == "approximate"), "none")
+            x, y, p = node.input[0], node.output[0], f"liplt_gelu{k}"
+            if approx == "tanh":
+                # ½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))
+                new_nodes += [
+                    helper.make_node("Mul", [x, x], [p + "_x2"], name=f"{node.name}/x2"),
+                    helper.make_node("Mul", [p + "_x2", x], [p + "_x3"], name=f"{node.name}/x3"),
+                    helper.make_node("Mul", [p + "_x3", const(0.044715)], [p + "_cx3"], name=f"{node.name}/cx3"),
+                    helper.make_node("Add", [x, p + "_cx3"], [p + "_in"], name=f"{node.name}/inner"),
+                    helper.make_node("Mul", [p + "_in", const(math.sqrt(2.0 / math.pi))], [p + "_k"], name=f"{node.name}/scale"),
+                    helper.make_node("Tanh", [p + "_k"], [p + "_t"], name=f"{node.name}/tanh"),
+                    helper.make_node("Add", [p + "_t", const(1.0)], [p + "_a"], name=f"{node.name}/add"),
+                    helper.make_node("Mul", [x, p + "_a"], [p + "_m"], name=f"{node.name}/mul"),
+                    helper.make_node("Mul", [p + "_m", const(0.5)], [y], name=f"{node.name}/half"),
+                ]
+                expanded.append(node.name or "Gelu")
+                continue
             if approx != "none":
                 new_nodes.append(node)
                 continue
-            x, y, p = node.input[0], node.output[0], f"liplt_gelu{k}"
             new_nodes += [
                 helper.make_node("Div", [x, const(math.sqrt(2.0))], [p + "_d"], name=f"{node.name}/div"),
                 helper.make_node("Erf", [p + "_d"], [p + "_e"], name=f"{node.name}/erf"),
@@ -521,6 +575,7 @@ def load_onnx(path: Path, data: bytes, input_shape: tuple[int, ...] | None = Non
     _check(model, path)
     notes: list[str] = []
     opset = _opset(model)
+    _inline_constant_identities(model)  # an exact rewrite, no note
     rewritten = _fix_allowzero(model)
     if rewritten:
         notes.append(f"Reshape allowzero=1 rewritten to 0 (no zero in the target shape): {', '.join(rewritten)}")
