@@ -67,7 +67,10 @@ current parameters and cached until they change:
   times :math:`(2k-1)^2` shifts for convolutions), the whole times :math:`1 + 2\gamma` for the
   sums;
 * the stored scale :math:`t = -\frac{2 s}{(\alpha+\beta) D}` (s the stored :math:`\sqrt\rho`) is
-  shrunk by :math:`10^{-12}` and rounded towards zero in the parameters' dtype.
+  shrunk by :math:`10^{-12}` and rounded towards zero in the parameters' dtype;
+* s itself is :math:`\sqrt\rho` in the parameters' dtype, moved to the next float when it is
+  exactly 1 (see :meth:`Prop2Layer.certified_scales`): any stored s is certified, since t is
+  computed from it.
 
 So the *stored* eval-mode layer :math:`h(x) = s\,x + W^\top \mathrm{diag}(t)\, \varphi(Wx+b)`
 satisfies the LMI in exact arithmetic: :math:`D_{\mathrm{eff}} = -2s/((\alpha+\beta)t) \ge D
@@ -347,6 +350,9 @@ class Prop2Layer(nn.Module):
         weight, log_rho, log_q = self._raw("weight"), self._raw("log_rho"), self._raw("log_q")
         dtype = weight.dtype
         s = torch.exp(0.5 * log_rho.detach()).to(dtype)
+        # the loader drops multiplications by exactly 1, which would freeze a graph traced at
+        # ρ = 1; any stored s is certified (t is computed from it), so take the next float
+        s = torch.where(s == 1, torch.nextafter(s, torch.full_like(s, 2.0)), s)
         q64 = None if log_q is None else torch.exp(log_q.detach().to(torch.float64))
         d = self.sound_gram_diagonal(weight.detach().to(torch.float64), q64).clamp_min(self._floor(dtype))
         t64 = -2.0 * s.to(torch.float64) / ((self.alpha + self.beta) * d) * (1 - _SHRINK)
