@@ -232,3 +232,29 @@ def test_training_loop_resume(tmp_path, arch):
         assert all(torch.equal(a[k], b[k]) for k in a)
     else:
         assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)
+
+
+def test_cli_help_names_the_families(capsys):
+    from liplt_cli.cli.app import run
+
+    assert run(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "prop2-mlp:KxN" in out and "prop2-conv:KxC1-C2-" in out  # rich wraps at spaces only
+
+
+def test_cli_refuses_a_non_monotone_activation_in_one_line(tmp_path, capsys):
+    from liplt_cli.cli.app import run
+
+    code = run(["train", "--arch", "prop2-mlp:2x8", "--activation", "gelu", "--limit", "64", "--epochs", "1",
+                "--device", "cpu", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "monotone" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("recipe,shape", [("mnist_prop2_mlp", (1, 28, 28)), ("cifar10_prop2_conv", (3, 32, 32))])
+def test_recipes_build(recipe, shape):
+    from liplt_cli.train.config import load_recipe
+
+    cfg = load_recipe(recipe)
+    model = build_arch(cfg.arch, shape, 10, cfg.activation)
+    assert isinstance(model, Prop2Sequential) and model(torch.rand(2, *shape)).shape == (2, 10)
