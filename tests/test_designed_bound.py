@@ -47,7 +47,8 @@ def _max_jacobian_norm(fn, shape, seed: int, points: int = 24, ascent: bool = Tr
             j = jac(x.detach())
             best = max(best, float(torch.linalg.matrix_norm(j, ord=2)))
             v = torch.linalg.eigh(j.T @ j)[1][:, -1]
-            _, jv = torch.autograd.functional.jvp(lambda u: fn(u.reshape(1, *shape)).reshape(-1), x, v, create_graph=True)
+            flat = lambda u: fn(u.reshape(1, *shape)).reshape(-1)  # noqa: E731
+            _, jv = torch.autograd.functional.jvp(flat, x, v, create_graph=True)
             opt.zero_grad()
             (-torch.linalg.vector_norm(jv)).backward()
             opt.step()

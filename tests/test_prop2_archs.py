@@ -34,7 +34,8 @@ def test_dense_family():
     assert isinstance(m[-1], nn.Linear) and m[-1].out_features == 4
     fixed = build_arch("prop2-mlp:2x36,aol,rho=1,nostem", (1, 6, 6), 4)
     assert not any(isinstance(x, nn.Linear) and x.out_features == 36 for x in fixed)
-    assert all(x.t_choice == "aol" and not x.rho_learned and float(x.rho) == 1.0 for x in fixed if isinstance(x, Prop2Dense))
+    layers = [x for x in fixed if isinstance(x, Prop2Dense)]
+    assert all(x.t_choice == "aol" and not x.rho_learned and float(x.rho) == 1.0 for x in layers)
 
 
 def test_conv_family():
@@ -258,3 +259,18 @@ def test_recipes_build(recipe, shape):
     cfg = load_recipe(recipe)
     model = build_arch(cfg.arch, shape, 10, cfg.activation)
     assert isinstance(model, Prop2Sequential) and model(torch.rand(2, *shape)).shape == (2, 10)
+
+
+def test_plain_export_of_a_five_by_five_kernel(tmp_path):
+    """Padding 2 on both the Conv and the ConvTranspose: the loader reads it back exactly."""
+    torch.manual_seed(0)
+    model = Prop2Sequential(Prop2Conv(2, (6, 6), hidden=3, kernel=5, t_choice="sll"), nn.Flatten(), nn.Linear(72, 3))
+    with torch.no_grad():
+        model[0].log_q.normal_()
+    model.eval()
+    files = loop.export_model(model.to_plain(), TrainConfig(arch="custom", out=str(tmp_path)), (2, 6, 6), tmp_path, "x")
+    x = torch.rand(4, 2, 6, 6)
+    with torch.no_grad():
+        ref = model(x)
+    for path in (files["safetensors"], files["onnx"]):
+        assert float((load_model(path).evaluate(x) - ref).abs().max()) <= 1e-5

@@ -85,7 +85,9 @@ def _oracle(layer, s, t):
 
 
 def _input_shape(layer) -> tuple[int, ...]:
-    return (layer.features,) if isinstance(layer, Prop2Dense) else (layer.in_channels * layer.spatial[0] * layer.spatial[1],)
+    if isinstance(layer, Prop2Dense):
+        return (layer.features,)
+    return (layer.in_channels * layer.spatial[0] * layer.spatial[1],)
 
 
 def _jac(fn, x: torch.Tensor) -> torch.Tensor:

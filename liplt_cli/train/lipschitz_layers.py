@@ -110,7 +110,8 @@ __all__ = [
 T_CHOICES = ("sn", "aol", "sll")
 """Diagonal T choices of Theorem 2: spectral normalisation, AOL, SLL (learnable q)."""
 
-#: Activations the layers accept, as the torch modules the loader recognises (monotone ones only).
+#: Activations by name, as the torch modules the loader recognises; GELU and SiLU (α < 0) are
+#: listed so that :func:`slope_activation` can refuse them with the reason.
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
