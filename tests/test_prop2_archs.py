@@ -274,3 +274,36 @@ def test_plain_export_of_a_five_by_five_kernel(tmp_path):
         ref = model(x)
     for path in (files["safetensors"], files["onnx"]):
         assert float((load_model(path).evaluate(x) - ref).abs().max()) <= 1e-5
+
+
+def test_certified_radii_of_a_trained_prop2_model_resist_attacks(tmp_path):
+    """A CRM-trained Proposition 2 model read back from ONNX: no perturbation of norm 0.99·r found
+    by PGD, random or boundary search flips a point certified at r, whether the pairwise constants
+    come from the engine or from the designed bound (√2·L for every pair); with constants 30 times
+    too small the same search does find flips."""
+    from liplt_cli.certify import PairwiseConstants, certified_radii, engine_constants
+    from liplt_cli.lipschitz.result import Guarantee
+    from liplt_cli.train.designed_bound import designed_bound
+    from tests.test_certify_soundness import _violations
+
+    data = _quadrants(160)
+    res = loop.train(_train_cfg(tmp_path / "run", arch="prop2-mlp:2x16,sll", epochs=3, lam=2.0), data=data)
+    graph = load_model(res.files["onnx"]).detached()
+    x = torch.cat([data.x_val, data.x_train[:48]])
+    with torch.no_grad():
+        y = graph.evaluate(x).argmax(1)  # the model's own labels: every radius is positive
+    k = graph.num_classes
+    lip = designed_bound(res.model, (1, 6, 6)).value
+    designed = PairwiseConstants((1 - torch.eye(k, dtype=torch.float64)) * 2**0.5 * lip, Guarantee.UPPER_BOUND,
+                                 norm=2.0, method="designed")
+    engine = engine_constants(graph, norm=2.0)
+    for consts in (engine, designed):
+        out = certified_radii(graph, x, y, consts)
+        keep = (out.radius > 0) & torch.isfinite(out.radius)
+        assert int(keep.sum()) == len(y)
+        found = _violations(graph, x[keep], y[keep], out.radius[keep], 2.0, steps=20, restarts=1)
+        assert found == {"pgd": 0, "random": 0, "boundary": 0}
+    fake = PairwiseConstants(engine.matrix / 30, Guarantee.ESTIMATE, norm=2.0, method="fake")
+    out = certified_radii(graph, x, y, fake)
+    keep = (out.radius > 0) & torch.isfinite(out.radius)
+    assert sum(_violations(graph, x[keep], y[keep], out.radius[keep], 2.0, steps=20, restarts=1).values()) > 0
