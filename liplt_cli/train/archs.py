@@ -26,6 +26,7 @@ import math
 from torch import nn
 
 from liplt_cli.errors import ArgumentError
+from liplt_cli.train.prop2_archs import build_prop2_arch, is_prop2_arch
 
 CONV_SPECS: dict[str, tuple[list[tuple[int, int, int, int]], list[int]]] = {
     "4C3F": ([(32, 3, 1, 1), (32, 4, 2, 1), (64, 3, 1, 1), (64, 4, 2, 1)], [512, 512]),
@@ -72,8 +73,6 @@ def build_arch(
 
     ``input_shape`` is per sample (C, H, W); defaults follow the paper's datasets.
     """
-    from liplt_cli.train.prop2_archs import build_prop2_arch, is_prop2_arch
-
     if is_prop2_arch(name):
         return build_prop2_arch(name, input_shape, num_classes, activation)
     if activation not in ACTIVATIONS:
