@@ -7,9 +7,16 @@ Conv layers are (out channels, kernel, stride, padding):
   fc 512 · fc K
 * 8C2F (Tiny-ImageNet): 6C2F's convs · 64,3,1,1 · 64,4,2,1 · flatten · fc 256 · fc K
 * ``mlp:W1,W2,...`` -- flatten then dense layers of the given widths, then fc K.
+* ``prop2-mlp:KxN[,sn|aol|sll][,rho=learn|VALUE][,nostem]`` -- flatten · linear stem to N · K dense
+  Proposition 2 layers of width N · fc K.
+* ``prop2-conv:KxC1-C2-...[,sn|aol|sll][,rho=learn|VALUE]`` -- 3×3 conv stem to C1 · per stage i:
+  K conv Proposition 2 layers with C_i channels, then a 4×4 stride-2 conv to C_{i+1} · flatten · fc K.
 
-All are plain ``nn.Sequential`` modules, so the fx loader turns them into the same layer graph
-that ONNX files become.
+The ``prop2-*`` families (Proposition 2 residual layers, T chosen by SN/AOL/SLL, default SLL with
+a learned ρ per layer) are described in :mod:`liplt_cli.train.prop2_archs`.
+
+All are ``nn.Sequential`` modules (the ``prop2-*`` ones a subclass with a plain export,
+``to_plain()``), so the fx loader turns them into the same layer graph that ONNX files become.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import math
 from torch import nn
 
 from liplt_cli.errors import ArgumentError
+from liplt_cli.train.prop2_archs import build_prop2_arch, is_prop2_arch
 
 CONV_SPECS: dict[str, tuple[list[tuple[int, int, int, int]], list[int]]] = {
     "4C3F": ([(32, 3, 1, 1), (32, 4, 2, 1), (64, 3, 1, 1), (64, 4, 2, 1)], [512, 512]),
@@ -118,10 +126,13 @@ def build_arch(
     num_classes: int | None = None,
     activation: str = "relu",
 ) -> nn.Sequential:
-    """Build architecture ``name`` (4C3F, 6C2F, 8C2F or ``mlp:W1,W2,...``) as ``nn.Sequential``.
+    """Build architecture ``name`` (4C3F, 6C2F, 8C2F, ``mlp:W1,W2,...``, ``prop2-mlp:...`` or
+    ``prop2-conv:...``) as ``nn.Sequential``.
 
     ``input_shape`` is per sample (C, H, W); defaults follow the paper's datasets.
     """
+    if is_prop2_arch(name):
+        return build_prop2_arch(name, input_shape, num_classes, activation)
     if activation not in ACTIVATIONS:
         raise ArgumentError(f"unknown activation '{activation}'; choose from {', '.join(ACTIVATIONS)}")
     check_arch(name, input_shape, num_classes)
@@ -152,4 +163,6 @@ def build_arch(
             width = f
         layers.append(nn.Linear(width, num_classes or 10))
         return nn.Sequential(*layers)
-    raise ArgumentError(f"unknown architecture '{name}'; choose 4C3F, 6C2F, 8C2F or mlp:W1,W2,...")
+    raise ArgumentError(
+        f"unknown architecture '{name}'; choose 4C3F, 6C2F, 8C2F, mlp:W1,W2,..., prop2-mlp:KxN or prop2-conv:KxC1-C2-..."
+    )
