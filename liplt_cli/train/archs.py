@@ -26,7 +26,7 @@ import math
 from torch import nn
 
 from liplt_cli.errors import ArgumentError
-from liplt_cli.train.prop2_archs import build_prop2_arch, is_prop2_arch
+from liplt_cli.train.prop2_archs import build_prop2_arch, is_prop2_arch, parse_prop2_spec
 
 CONV_SPECS: dict[str, tuple[list[tuple[int, int, int, int]], list[int]]] = {
     "4C3F": ([(32, 3, 1, 1), (32, 4, 2, 1), (64, 3, 1, 1), (64, 4, 2, 1)], [512, 512]),
@@ -74,6 +74,39 @@ def mlp_widths(name: str) -> list[int]:
     return widths
 
 
+_UNKNOWN = (
+    "unknown architecture '{name}'; choose 4C3F, 6C2F, 8C2F, mlp:W1,W2,..., prop2-mlp:KxN or prop2-conv:KxC1-C2-..."
+)
+
+
+def _check_prop2(name: str, input_shape: tuple[int, ...] | None, num_classes: int | None) -> int:
+    """Validate a ``prop2-*`` name; return an upper bound on its parameter count (budget check).
+
+    The count assumes no downsampling (so it only over-estimates): stems, ``depth`` square maps
+    per stage (dense N×N, or 3×3 convolutions C_i×C_i) and a head reading every feature.
+    """
+    from liplt_cli.limits import FLOAT32_BYTES, over_budget, scientific
+
+    spec = parse_prop2_spec(name)
+    shape = tuple(input_shape or (1, 28, 28))
+    if not shape or any(int(d) <= 0 for d in shape):
+        raise ArgumentError(f"architecture '{name}': the input shape {list(shape)} must have positive dimensions")
+    k_out = int(num_classes or 10)
+    if k_out <= 0:
+        raise ArgumentError(f"architecture '{name}' needs at least one class, got {k_out}")
+    if spec.family == "mlp":
+        n = spec.widths[0]
+        count = math.prod(shape) * n + spec.depth * (n * n + 2 * n) + n * k_out
+    else:
+        channels, pixels = [int(shape[0]), *spec.widths], math.prod(shape[1:])
+        count = sum(9 * a * b for a, b in zip(channels, channels[1:]))
+        count += sum(spec.depth * (9 * c * c + 2 * c) for c in spec.widths) + spec.widths[-1] * pixels * k_out
+    reason = over_budget(count * FLOAT32_BYTES, f"architecture '{name}' ({scientific(count)} weights)")
+    if reason:
+        raise ArgumentError(reason)
+    return count
+
+
 def check_arch(name: str, input_shape: tuple[int, ...] | None = None, num_classes: int | None = None) -> int:
     """Validate architecture ``name`` for ``input_shape`` / ``num_classes``; return its parameter count.
 
@@ -85,6 +118,8 @@ def check_arch(name: str, input_shape: tuple[int, ...] | None = None, num_classe
 
     key = name.upper()
     k_out = num_classes
+    if is_prop2_arch(name):
+        return _check_prop2(name, input_shape, num_classes)
     if key in CONV_SPECS:
         convs, fcs = CONV_SPECS[key]
         shape = tuple(input_shape or DEFAULT_INPUT_SHAPES[key])
@@ -108,7 +143,7 @@ def check_arch(name: str, input_shape: tuple[int, ...] | None = None, num_classe
         width, count = math.prod(int(d) for d in shape), 0
         k_out = k_out or 10
     else:
-        raise ArgumentError(f"unknown architecture '{name}'; choose 4C3F, 6C2F, 8C2F or mlp:W1,W2,...")
+        raise ArgumentError(_UNKNOWN.format(name=name))
     if int(k_out) <= 0:
         raise ArgumentError(f"architecture '{name}' needs at least one class, got {k_out}")
     for f in [*widths, int(k_out)]:
@@ -131,11 +166,11 @@ def build_arch(
 
     ``input_shape`` is per sample (C, H, W); defaults follow the paper's datasets.
     """
+    check_arch(name, input_shape, num_classes)
     if is_prop2_arch(name):
         return build_prop2_arch(name, input_shape, num_classes, activation)
     if activation not in ACTIVATIONS:
         raise ArgumentError(f"unknown activation '{activation}'; choose from {', '.join(ACTIVATIONS)}")
-    check_arch(name, input_shape, num_classes)
     act = ACTIVATIONS[activation]
     key = name.upper()
     if key in CONV_SPECS:
@@ -163,6 +198,4 @@ def build_arch(
             width = f
         layers.append(nn.Linear(width, num_classes or 10))
         return nn.Sequential(*layers)
-    raise ArgumentError(
-        f"unknown architecture '{name}'; choose 4C3F, 6C2F, 8C2F, mlp:W1,W2,..., prop2-mlp:KxN or prop2-conv:KxC1-C2-..."
-    )
+    raise ArgumentError(_UNKNOWN.format(name=name))
