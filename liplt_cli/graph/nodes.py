@@ -11,10 +11,9 @@ The layer graph is a DAG, in topological order, of exactly these node kinds:
 * :class:`BlockNode`   -- a non-elementwise Lipschitz block (MaxPool, ...) with a known constant
   per norm and no loop-transformation benefit.
 
-Nodes are flat dataclasses.  Each names its kind in the class attribute ``kind`` (the strings
-above, without "Node"): the graph walk (:mod:`liplt_cli.graph.walk`) dispatches on it, so no
-other module tests node types.  ``nonlinear`` marks the kinds the loop transformation rewrites
-(activations and Lipschitz blocks).  Shapes are per sample (no batch axis).
+Nodes are flat dataclasses.  Each names its kind in the class attribute ``kind`` (``input``,
+``linear``, ``sum``, ``concat``, ``activation``, ``block``): the graph walk (:mod:`liplt_cli.graph.walk`) dispatches on it, so no
+other module tests node types.  Shapes are per sample (no batch axis).
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ class _NodeBase:
     """What every node kind answers: its tensors, a copy with mapped tensors, a description."""
 
     kind: ClassVar[str]
-    nonlinear: ClassVar[bool] = False
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Weight tensors of the node by field name (none but for linear nodes)."""
@@ -87,12 +85,18 @@ class LinearNode(_NodeBase):
 
 
 @dataclass(eq=False)
-class SumNode(_NodeBase):
+class _ShapedNode(_NodeBase):
+    """Fields of the kinds that declare their output shape (all but input and linear nodes)."""
+
     name: str
     inputs: tuple[str, ...]
     out_shape: Shape
+    source: str = field(default="", kw_only=True)
+
+
+@dataclass(eq=False)
+class SumNode(_ShapedNode):
     coefficients: tuple[float, ...] = ()
-    source: str = ""
     kind: ClassVar[str] = "sum"
 
     def coefficient(self, i: int) -> float:
@@ -105,12 +109,8 @@ class SumNode(_NodeBase):
 
 
 @dataclass(eq=False)
-class ConcatNode(_NodeBase):
-    name: str
-    inputs: tuple[str, ...]
-    out_shape: Shape
+class ConcatNode(_ShapedNode):
     dim: int  # per-sample axis (0 = channels)
-    source: str = ""
     kind: ClassVar[str] = "concat"
 
     def describe(self) -> str:
@@ -118,14 +118,9 @@ class ConcatNode(_NodeBase):
 
 
 @dataclass(eq=False)
-class ActivationNode(_NodeBase):
-    name: str
-    inputs: tuple[str, ...]
-    out_shape: Shape
+class ActivationNode(_ShapedNode):
     activation: Activation
-    source: str = ""
     kind: ClassVar[str] = "activation"
-    nonlinear: ClassVar[bool] = True
 
     def describe(self) -> str:
         a = self.activation
@@ -183,22 +178,15 @@ LipschitzBlock = MaxPool
 
 
 @dataclass(eq=False)
-class BlockNode(_NodeBase):
-    name: str
-    inputs: tuple[str, ...]
-    out_shape: Shape
+class BlockNode(_ShapedNode):
     block: LipschitzBlock
-    source: str = ""
     kind: ClassVar[str] = "block"
-    nonlinear: ClassVar[bool] = True
 
     def describe(self) -> str:
         return self.block.describe()
 
 
 Node = InputNode | LinearNode | SumNode | ConcatNode | ActivationNode | BlockNode
-
-NODE_KINDS = tuple(n.kind for n in (InputNode, LinearNode, SumNode, ConcatNode, ActivationNode, BlockNode))
 
 
 def node_kind(node: Node) -> str:
