@@ -40,6 +40,8 @@ from typing import Any
 
 import torch
 
+from tests.conftest import one_thread
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "pinned.json"
 MODELS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "examples").glob("*.onnx")) + [
@@ -68,16 +70,6 @@ def digest(t: torch.Tensor) -> str:
 
 def _floats(t: torch.Tensor) -> Any:
     return t.detach().cpu().to(torch.float64).tolist()
-
-
-@contextlib.contextmanager
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- liplt bound --json
@@ -130,15 +122,14 @@ def engine_cases() -> dict[str, Any]:
     from liplt_cli.lipschitz import EngineOptions, compute_bounds
 
     out: dict[str, Any] = {}
-    structural = EngineOptions(explicit_budget=0.0, explicit_max_side=0)
     for name, graph in _engine_graphs():
         for norm in (2.0, math.inf, 1.0):
-            for label, kwargs in (
-                ("sound", {}),
-                ("structural", {"options": structural}),
-                ("fast", {"fast": True, "iterations": 20}),
+            for label, options in (
+                ("sound", EngineOptions(norm=norm)),
+                ("structural", EngineOptions(norm=norm, explicit_budget=0.0, explicit_max_side=0)),
+                ("fast", EngineOptions(norm=norm, fast=True, iterations=20)),
             ):
-                res = compute_bounds(graph, norm=norm, **kwargs)
+                res = compute_bounds(graph, options)
                 out[f"{name} {norm} {label}"] = {m: _method_dict(b) for m, b in res.methods.items()}
     return out
 

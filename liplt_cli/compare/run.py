@@ -85,10 +85,10 @@ def compare_graph(
     rows: dict[str, MethodRow] = {}
     engine = [m for m in methods if m in ("naive", "liplt")]
     if engine:
-        from liplt_cli.lipschitz import compute_bounds
+        from liplt_cli.lipschitz import EngineOptions, compute_bounds
 
         note(f"{model}: naive/LipLT")
-        result = compute_bounds(graph, norm=norm, methods=tuple(engine), device=device, model=model)
+        result = compute_bounds(graph, EngineOptions(norm=norm), methods=tuple(engine), device=device, model=model)
         for m in engine:
             rows[m] = _row_from_bound(result.methods[m], norm)
     for m in methods:
