@@ -11,6 +11,7 @@ The fixture ``tests/fixtures/pinned.json`` holds what this module computes on a 
   warm-started second call, and a digest of its gradient in the weights;
 * ``refine``: :func:`~liplt_cli.lipschitz.refine.refined_bounds` (SN, AOL, SLL) and a digest of
   the dense maps of :func:`~liplt_cli.lipschitz.refine.loop_maps`;
+* ``lipsdp``: the dense chains :func:`~liplt_cli.lipschitz.lipsdp.feedforward_chain` reads;
 * ``graph``: logits of every model on a fixed input, the serialised description and the
   ``liplt inspect --json`` summary.
 
@@ -219,6 +220,25 @@ def refine_cases() -> dict[str, Any]:
     return out
 
 
+# ----------------------------------------------------------------------------- lipsdp chains
+def lipsdp_cases() -> dict[str, Any]:
+    """The dense chains LipSDP reads off each graph (or why it cannot)."""
+    from liplt_cli.lipschitz.lipsdp import NotApplicable, feedforward_chain
+    from liplt_cli.load import load_model
+
+    graphs = [(m, load_model(ROOT / m)) for m in MODELS] + list(_engine_graphs()) + list(_refine_graphs())
+    out: dict[str, Any] = {}
+    for name, graph in graphs:
+        try:
+            chain = feedforward_chain(graph)
+        except NotApplicable as exc:
+            out[name] = f"not applicable: {exc}"
+            continue
+        weights = [digest(torch.from_numpy(w)) for w in chain.weights]
+        out[name] = {"weights": weights, "alpha": chain.alpha, "beta": chain.beta, "names": chain.names}
+    return out
+
+
 # ----------------------------------------------------------------------------- graph walks
 def graph_cases() -> dict[str, Any]:
     from liplt_cli.cli.inspect import graph_summary
@@ -248,6 +268,7 @@ def compute(full: bool = False) -> dict[str, Any]:
             "engine": engine_cases(),
             "training": training_cases(),
             "refine": refine_cases(),
+            "lipsdp": lipsdp_cases(),
             "graph": graph_cases(),
         }
 

@@ -71,6 +71,13 @@ def test_refine_is_pinned(single_thread):
     assert set(actual) == set(EXPECTED["refine"])
 
 
+def test_lipsdp_chains_are_pinned(single_thread):
+    actual = pinned.lipsdp_cases()
+    for key, value in actual.items():
+        assert_pinned("lipsdp", key, value)
+    assert set(actual) == set(EXPECTED["lipsdp"])
+
+
 def test_evaluation_serialisation_and_inspect_are_pinned(single_thread):
     actual = pinned.graph_cases()
     for key, value in actual.items():
