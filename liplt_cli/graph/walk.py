@@ -28,7 +28,8 @@ Values live in ``self.env``, keyed by node name.
 
 ``finished(pos)`` stops the walk early.  Any failure inside a step is re-raised as
 ``self.error`` with a message naming the node and its kind (``failure_message``); errors of
-the user's input (:class:`~liplt_cli.errors.LipltError`) pass through unchanged.
+the user's input (:class:`~liplt_cli.errors.LipltError`) and the subclass's ``passthrough``
+exceptions pass through unchanged.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class GraphWalk:
     reverse: ClassVar[bool] = False
     action: ClassVar[str] = "walking"
     error: ClassVar[type[Exception]] = WalkError
+    passthrough: ClassVar[tuple[type[Exception], ...]] = (LipltError,)
 
     def __init__(self, graph: "LayerGraph") -> None:
         self.graph = graph
@@ -93,7 +95,7 @@ class GraphWalk:
                     self._reverse_step(pos, node)
                 else:
                     self._forward_step(pos, node, last_use)
-            except LipltError:
+            except self.passthrough:
                 raise
             except Exception as exc:  # re-raised with the node's name, like fx's Interpreter
                 raise self.error(self.failure_message(node, exc)) from exc
