@@ -13,27 +13,22 @@ from liplt_cli.lipschitz.structure import LT, analyse
 from tests.oracle import concat_net, convnet, residual_mlp
 
 
+def _handler(kind):
+    def record(self, node, *args):
+        return (kind, len(args))
+
+    return record
+
+
 class _Kinds(NodeRecords):
-    def input(self, node, *args):
-        return ("input", len(args))
+    """Each kind's handler records its own name and the number of value arguments it got."""
 
-    def linear(self, node, *args):
-        return ("linear", len(args))
-
-    def sum(self, node, *args):
-        return ("sum", len(args))
-
-    def concat(self, node, *args):
-        return ("concat", len(args))
-
-    def activation(self, node, *args):
-        return ("activation", len(args))
-
-    def block(self, node, *args):
-        return ("block", len(args))
+    kinds = ("input", "linear", "sum", "concat", "activation", "block")
+    input, linear, sum, concat, activation, block = map(_handler, kinds)
 
 
-@pytest.mark.parametrize("graph", [convnet(pool=True), residual_mlp(), concat_net()], ids=["conv", "residual", "concat"])
+@pytest.mark.parametrize("graph", [convnet(pool=True), residual_mlp(), concat_net()],
+                         ids=["conv", "residual", "concat"])
 def test_dispatch_visits_every_node_in_order_with_its_inputs(graph):
     records = _Kinds(graph).run().records
     assert records == [(n.kind, len(n.inputs)) for n in graph.nodes]

@@ -12,8 +12,10 @@ The layer graph is a DAG, in topological order, of exactly these node kinds:
   per norm and no loop-transformation benefit.
 
 Nodes are flat dataclasses.  Each names its kind in the class attribute ``kind`` (``input``,
-``linear``, ``sum``, ``concat``, ``activation``, ``block``): the graph walk (:mod:`liplt_cli.graph.walk`) dispatches on it, so no
-other module tests node types.  Shapes are per sample (no batch axis).
+``linear``, ``sum``, ``concat``, ``activation``, ``block``): the graph walk
+(:mod:`liplt_cli.graph.walk`) dispatches on it, so no other module tests node types.  Nodes
+also answer ``tensors()``, ``map_tensors(fn)`` and ``describe()``.  Shapes are per sample (no
+batch axis).
 """
 
 from __future__ import annotations

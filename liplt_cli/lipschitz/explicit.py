@@ -26,7 +26,9 @@ from liplt_cli.lipschitz.transform import Mode
 Progress = Callable[[str, int, int], None]
 
 
-def basis_chunks(shape: tuple[int, ...], chunk: int, dtype: torch.dtype, device: torch.device) -> Iterator[torch.Tensor]:
+def basis_chunks(
+    shape: tuple[int, ...], chunk: int, dtype: torch.dtype, device: torch.device
+) -> Iterator[torch.Tensor]:
     """The standard basis of ``shape``, ``chunk`` vectors at a time, as batches ``(b, *shape)``."""
     n = math.prod(shape)
     for start in range(0, n, chunk):

@@ -125,4 +125,6 @@ def analyse(graph: LayerGraph, p: float = 2.0, transform: LoopTransform | None =
         (mode, s): {t: s in walk.reached.get(t, ()) for t in targets}
         for mode, walk in walks.items() for s in sources
     }
-    return Structure(graph, p, transform, sources, tuple(first.nonlinear), tuple(first.activations), pre, targets, reach)
+    return Structure(
+        graph, p, transform, sources, tuple(first.nonlinear), tuple(first.activations), pre, targets, reach
+    )
