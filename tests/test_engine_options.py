@@ -57,3 +57,18 @@ def test_training_path_reads_the_norm_the_same_way():
         pairwise_bound_tensor(GRAPH, norm="inf")
     with pytest.raises(ValueError, match="unsupported norm"):
         pairwise_bound_tensor(GRAPH, norm="euclid")
+
+
+def test_other_library_entry_points_read_the_norm_the_same_way():
+    from liplt_cli.compare.run import compare_graph
+    from liplt_cli.lipschitz.lipsdp import lipsdp_bounds
+    from liplt_cli.lipschitz.refine import refined_bounds
+
+    assert refined_bounds(GRAPH, "sn", norm="2").method == "liplt-sn"
+    assert refined_bounds(GRAPH, "sn", norm="inf").reason.startswith("the Theorem 2 refinement is for the ℓ2")
+    assert "ℓ2 norm only" in lipsdp_bounds(GRAPH, norm="1").reason
+    comparison = compare_graph(GRAPH, norm="inf", methods=("naive", "liplt"))
+    direct = compute_bounds(GRAPH, EngineOptions(norm=math.inf))
+    assert comparison.rows[1].global_ == direct.methods["liplt"].global_
+    with pytest.raises(ValueError, match="unsupported norm"):
+        compare_graph(GRAPH, norm="l2", methods=("naive",))

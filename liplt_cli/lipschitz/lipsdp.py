@@ -51,6 +51,7 @@ from liplt_cli.errors import LipltError
 from liplt_cli.graph.graph import LayerGraph
 from liplt_cli.graph.nodes import ActivationNode, LinearNode, Node
 from liplt_cli.graph.walk import GraphWalk
+from liplt_cli.lipschitz.options import parse_norm
 from liplt_cli.lipschitz.result import Guarantee, MethodBound
 
 DEFAULT_MAX_NEURONS = 150
@@ -298,7 +299,7 @@ def _pick_solver() -> str | None:
 
 def lipsdp_bounds(
     graph: LayerGraph,
-    norm: float = 2.0,
+    norm: float | str = 2.0,
     specs: tuple[str, ...] = ("global", "per_class", "pairwise"),
     max_neurons: int = DEFAULT_MAX_NEURONS,
     solver: str | None = None,
@@ -309,7 +310,7 @@ def lipsdp_bounds(
     it did not run (cvxpy missing, norm ≠ 2, not a feed-forward chain, too many neurons).
     """
     start = time.perf_counter()
-    if norm != 2.0:
+    if parse_norm(norm) != 2.0:
         return SkippedMethod("lipsdp", "LipSDP bounds the ℓ2 norm only")
     if not cvxpy_available():
         return SkippedMethod("lipsdp", "cvxpy is not installed (pip install 'liplt[lipsdp]')")

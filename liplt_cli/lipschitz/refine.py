@@ -54,6 +54,7 @@ import torch
 from liplt_cli.graph.graph import LayerGraph
 from liplt_cli.lipschitz.lipsdp import SkippedMethod
 from liplt_cli.lipschitz.norms import SAFETY
+from liplt_cli.lipschitz.options import parse_norm
 from liplt_cli.lipschitz.propagation import forward_pass
 from liplt_cli.lipschitz.result import Guarantee, MethodBound
 from liplt_cli.lipschitz.structure import LT, analyse
@@ -216,7 +217,7 @@ class _Refiner:
 def refined_bounds(
     graph: LayerGraph,
     choice: str = "aol",
-    norm: float = 2.0,
+    norm: float | str = 2.0,
     specs: tuple[str, ...] = ("global", "per_class", "pairwise"),
     max_neurons: int = DEFAULT_MAX_NEURONS,
 ) -> MethodBound | SkippedMethod:
@@ -228,7 +229,7 @@ def refined_bounds(
     name = f"liplt-{choice}"
     if choice not in T_CHOICES:
         raise ValueError(f"unknown T choice '{choice}' (choose from {', '.join(T_CHOICES)})")
-    if norm != 2.0:
+    if parse_norm(norm) != 2.0:
         return SkippedMethod(name, "the Theorem 2 refinement is for the ℓ2 norm only")
     start = time.perf_counter()
     try:
