@@ -110,3 +110,32 @@ def test_zero_centres_cut_a_node_only_when_pruning():
     kept = analyse(graph, 2.0, replace(LoopTransform.of(graph, 2.0, prune_zero=False), centre=zero))
     assert kept.reaches(LT, "x", graph.output)
     assert kept.transform.multiplier(j, CUT) is None
+
+
+def _as_per_neuron(transform, graph):
+    """The same slopes, one value per neuron (tensors filled with the node's value)."""
+    def fill(values):
+        return {j: torch.full(graph.node(j).out_shape, v, dtype=torch.float64) for j, v in values.items()}
+
+    return replace(transform, centre=fill(transform.centre), radius=fill(transform.radius),
+                   lipschitz=fill(transform.lipschitz))
+
+
+@pytest.mark.parametrize("name", ["leaky", "residual", "pool", "concat"])
+@pytest.mark.parametrize("norm", [2.0, math.inf, 1.0])
+@pytest.mark.parametrize("fast", [False, True])
+def test_the_engine_with_constant_per_neuron_slopes_gives_the_same_numbers_bit_for_bit(name, norm, fast, monkeypatch):
+    from liplt_cli.lipschitz import EngineOptions, compute_bounds
+    from liplt_cli.lipschitz import engine
+    from tests.oracle import concat_net, convnet
+
+    graph = {"leaky": lambda: mlp([4, 6, 5, 3], "leaky_relu", negative_slope=0.2), "residual": lambda: residual_mlp("tanh"),
+             "pool": lambda: convnet(pool=True), "concat": concat_net}[name]()
+    options = EngineOptions(norm=norm, fast=fast, iterations=15)
+    scalar = compute_bounds(graph, options).to_dict()
+    monkeypatch.setattr(engine, "analyse", lambda g, p: analyse(g, p, _as_per_neuron(LoopTransform.of(g, p), g)))
+    per_neuron = compute_bounds(graph, options).to_dict()
+    for result in (scalar, per_neuron):
+        for method in result["methods"].values():
+            method.pop("seconds")
+    assert per_neuron == scalar
