@@ -132,44 +132,6 @@ def _op_from_dict(d: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> 
     raise GraphError(f"unknown linear op kind '{kind}' in the graph description")
 
 
-def _read_input(d: Mapping[str, Any], name: str, inputs: tuple[str, ...], source: str, tensors) -> Node:
-    return InputNode(name, _shape(d["shape"]))
-
-
-def _read_linear(d: Mapping[str, Any], name: str, inputs: tuple[str, ...], source: str, tensors) -> Node:
-    return LinearNode(name, inputs, _op_from_dict(d["op"], tensors), source=source)
-
-
-def _read_sum(d: Mapping[str, Any], name: str, inputs: tuple[str, ...], source: str, tensors) -> Node:
-    coefficients = tuple(float(c) for c in d.get("coefficients", ()))
-    return SumNode(name, inputs, _shape(d["shape"]), coefficients, source=source)
-
-
-def _read_concat(d: Mapping[str, Any], name: str, inputs: tuple[str, ...], source: str, tensors) -> Node:
-    return ConcatNode(name, inputs, _shape(d["shape"]), int(d["dim"]), source=source)
-
-
-def _read_activation(d: Mapping[str, Any], name: str, inputs: tuple[str, ...], source: str, tensors) -> Node:
-    a = d["activation"]
-    params = {k: float(v) for k, v in a.get("params", {}).items()}
-    return ActivationNode(name, inputs, _shape(d["shape"]), make_activation(a["key"], **params), source=source)
-
-
-def _read_block(d: Mapping[str, Any], name: str, inputs: tuple[str, ...], source: str, tensors) -> Node:
-    b = d["block"]
-    if b.get("kind") != "maxpool":
-        raise GraphError(f"unknown block kind '{b.get('kind')}' in the graph description")
-    block = MaxPool(_shape(b["kernel"]), _shape(b["stride"]), _shape(b["padding"]), _shape(b["dilation"]),
-                    bool(b.get("ceil_mode", False)))
-    return BlockNode(name, inputs, _shape(d["shape"]), block, source=source)
-
-
-_READERS = {
-    "input": _read_input, "linear": _read_linear, "sum": _read_sum, "concat": _read_concat,
-    "activation": _read_activation, "block": _read_block,
-}
-
-
 def graph_from_dict(desc: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> LayerGraph:
     """Rebuild the layer graph described by ``desc`` (see module docstring) over ``tensors``."""
     if desc.get("format") != FORMAT:
@@ -180,10 +142,29 @@ def graph_from_dict(desc: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]
     try:
         for d in desc["nodes"]:
             kind, name = d["kind"], str(d["name"])
-            if kind not in _READERS:
-                raise GraphError(f"unknown node kind '{kind}' in the graph description")
             inputs = tuple(str(i) for i in d.get("inputs", ()))
-            nodes.append(_READERS[kind](d, name, inputs, str(d.get("source", "")), tensors))
+            source = str(d.get("source", ""))
+            if kind == "input":
+                nodes.append(InputNode(name, _shape(d["shape"])))
+            elif kind == "linear":
+                nodes.append(LinearNode(name, inputs, _op_from_dict(d["op"], tensors), source=source))
+            elif kind == "sum":
+                nodes.append(SumNode(name, inputs, _shape(d["shape"]), tuple(float(c) for c in d.get("coefficients", ())), source=source))
+            elif kind == "concat":
+                nodes.append(ConcatNode(name, inputs, _shape(d["shape"]), int(d["dim"]), source=source))
+            elif kind == "activation":
+                a = d["activation"]
+                params = {k: float(v) for k, v in a.get("params", {}).items()}
+                nodes.append(ActivationNode(name, inputs, _shape(d["shape"]), make_activation(a["key"], **params), source=source))
+            elif kind == "block":
+                b = d["block"]
+                if b.get("kind") != "maxpool":
+                    raise GraphError(f"unknown block kind '{b.get('kind')}' in the graph description")
+                block = MaxPool(_shape(b["kernel"]), _shape(b["stride"]), _shape(b["padding"]), _shape(b["dilation"]),
+                                bool(b.get("ceil_mode", False)))
+                nodes.append(BlockNode(name, inputs, _shape(d["shape"]), block, source=source))
+            else:
+                raise GraphError(f"unknown node kind '{kind}' in the graph description")
     except (KeyError, TypeError, ValueError) as exc:
         raise GraphError(f"malformed layer-graph description: {type(exc).__name__}: {exc}") from None
     return LayerGraph(tuple(nodes), str(desc["output"]), tuple(str(n) for n in desc.get("notes", ())))
