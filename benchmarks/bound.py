@@ -57,7 +57,7 @@ def main() -> None:
     for name, weights, graph in _graphs(args):
         for device in args.device.split(","):
             g = graph.to(device=device)
-            compute_bounds(g, fast=True, iterations=1)  # warm-up (lazy initialisation, caches)
+            compute_bounds(g, EngineOptions(fast=True, iterations=1))  # warm-up (lazy initialisation, caches)
             for mode in args.modes.split(","):
                 fast = mode == "fast"
                 best = None
@@ -69,7 +69,7 @@ def main() -> None:
                         if device == "cuda":
                             torch.cuda.synchronize()
                         t0 = time.perf_counter()
-                        results[method] = compute_bounds(g, methods=(method,), fast=fast, options=opts).methods[method]
+                        results[method] = compute_bounds(g, opts, methods=(method,)).methods[method]
                         if device == "cuda":
                             torch.cuda.synchronize()
                         times[method] = time.perf_counter() - t0

@@ -64,6 +64,17 @@ def tmp_onnx(tmp_path):
     return _export
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Run a block with one torch thread (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture
 def single_thread():
     """Run a test with one torch thread (restored afterwards).
@@ -71,9 +82,5 @@ def single_thread():
     On this shared 2-core machine, torch's default two OpenMP threads spin against the other
     processes and small convolutions get ~100× slower; one thread avoids that.
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         yield
-    finally:
-        torch.set_num_threads(before)

@@ -64,7 +64,7 @@ def _check_close(method_bound, reference, rtol=1e-5):
 @pytest.mark.parametrize("name", list(NETS))
 def test_exact_engine_equals_dense_oracle(nets, dense, name, p):
     """With every map explicit, both methods equal the dense recursion (eqs. 11 and 16)."""
-    result = compute_bounds(nets[name], norm=p, options=_opts(EXACT, p))
+    result = compute_bounds(nets[name], _opts(EXACT, p))
     ref = dense[(name, p)]
     naive, liplt = result.methods["naive"], result.methods["liplt"]
     _check_close(naive, ref["naive"])
@@ -82,7 +82,7 @@ def test_exact_engine_equals_dense_oracle(nets, dense, name, p):
 @pytest.mark.parametrize("name", list(NETS))
 def test_structural_bounds_are_upper_bounds(nets, dense, name, p):
     """With nothing explicit (products, FFT and |A| bounds) the numbers stay above the exact ones."""
-    result = compute_bounds(nets[name], norm=p, options=_opts(STRUCTURAL, p))
+    result = compute_bounds(nets[name], _opts(STRUCTURAL, p))
     ref = dense[(name, p)]
     for method in ("naive", "liplt"):
         bound, exact = result.methods[method], ref[method]
@@ -105,7 +105,7 @@ def test_one_hidden_layer_matches_equations_11_and_13():
     alpha, beta = 0.0, 1.0
     eq11 = beta * np.linalg.norm(w1, 2) * np.linalg.norm(w0, 2)
     eq13 = np.linalg.norm((alpha + beta) / 2 * w1 @ w0, 2) + (beta - alpha) / 2 * np.linalg.norm(w1, 2) * np.linalg.norm(w0, 2)
-    result = compute_bounds(g, norm=2.0)
+    result = compute_bounds(g, EngineOptions(norm=2.0))
     assert result.methods["naive"].global_ == pytest.approx(eq11, rel=1e-5)
     assert result.methods["liplt"].global_ == pytest.approx(eq13, rel=1e-5)
     assert result.methods["liplt"].guarantee is Guarantee.EXACT
@@ -118,7 +118,7 @@ def test_one_hidden_layer_matches_equations_11_and_13():
 
 @pytest.mark.parametrize("name", ["conv-relu", "residual-bn", "residual-mlp"])
 def test_fast_estimates_converge_to_exact(nets, dense, name):
-    result = compute_bounds(nets[name], norm=2.0, fast=True, iterations=200)
+    result = compute_bounds(nets[name], EngineOptions(norm=2.0, fast=True, iterations=200))
     ref = dense[(name, 2.0)]
     liplt = result.methods["liplt"]
     assert liplt.guarantee is Guarantee.ESTIMATE
@@ -132,7 +132,7 @@ def test_fast_estimates_converge_to_exact(nets, dense, name):
 
 def test_pairwise_triangle_and_proxies(nets):
     for name, g in nets.items():
-        for method in compute_bounds(g, norm=2.0).methods.values():
+        for method in compute_bounds(g, EngineOptions(norm=2.0)).methods.values():
             L, per = np.array(method.pairwise), np.array(method.per_class)
             assert np.allclose(L, L.T)
             assert np.all(np.diag(L) == 0)

@@ -49,7 +49,7 @@ def random_graphs(draw):
 @given(graph=random_graphs(), p=st.sampled_from([2.0, math.inf, 1.0]), explicit=st.booleans())
 def test_liplt_below_naive_and_pairwise_below_sum(graph, p, explicit):
     options = EngineOptions(norm=p, explicit_budget=1e15 if explicit else 0.0, explicit_max_side=10_000 if explicit else 0)
-    result = compute_bounds(graph, norm=p, options=options)
+    result = compute_bounds(graph, options)
     naive, liplt = result.methods["naive"], result.methods["liplt"]
     assert liplt.global_ <= naive.global_
     assert np.all(np.array(liplt.pairwise) <= np.array(naive.pairwise))
@@ -64,7 +64,7 @@ def test_liplt_below_naive_and_pairwise_below_sum(graph, p, explicit):
 def test_bounds_above_empirical_lower_bound(graph, p):
     """Every sound bound is at least the largest gradient / Jacobian norm found by ascent."""
     lower = empirical_lower_bound(graph, norm=p, samples=64, ascent_steps=10, box=(-3.0, 3.0))
-    result = compute_bounds(graph, norm=p)
+    result = compute_bounds(graph, EngineOptions(norm=p))
     for m in result.methods.values():
         assert m.global_ >= lower.global_ * (1 - 1e-9)
         assert np.all(np.array(m.per_class) >= np.array(lower.per_class) * (1 - 1e-9))
@@ -76,7 +76,7 @@ def test_conv_and_residual_bounds_above_lower_bound(build):
     graph = build()
     for p in (2.0, math.inf):
         lower = empirical_lower_bound(graph, norm=p, samples=64, ascent_steps=10)
-        for m in compute_bounds(graph, norm=p).methods.values():
+        for m in compute_bounds(graph, EngineOptions(norm=p)).methods.values():
             assert m.global_ >= lower.global_
             assert np.all(np.array(m.pairwise) >= np.array(lower.pairwise) - 1e-12)
 
@@ -110,7 +110,7 @@ def test_training_bound_gradient_matches_finite_differences(method):
 def test_training_bound_matches_sound_bound_when_converged():
     graph = oracle.convnet("relu", seed=4)
     L, _ = pairwise_bound_tensor(graph, method="liplt", iterations=120)
-    sound = compute_bounds(graph, norm=2.0, options=EngineOptions(explicit_budget=1e15, explicit_max_side=10_000))
+    sound = compute_bounds(graph, EngineOptions(norm=2.0, explicit_budget=1e15, explicit_max_side=10_000))
     np.testing.assert_allclose(L.detach().numpy(), np.array(sound.methods["liplt"].pairwise), rtol=2e-3, atol=1e-9)
 
 

@@ -11,11 +11,12 @@ from liplt_cli.certify.attack import AttackSettings, robust_under_attack
 from liplt_cli.certify.radius import PairwiseConstants, certified_radii, check_labels, engine_constants, match_inputs
 from liplt_cli.certify.result import CertifyResult
 from liplt_cli.errors import ArgumentError
+from liplt_cli.lipschitz.options import parse_norm
 
 StageProgress = Callable[[str, int, int], None]
 
 
-def certify(graph, dataset, eps: Sequence[float], norm: float = 2.0, *,
+def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
             constants: PairwiseConstants | None = None, fast: bool = False, attack: bool = True,
             attack_settings: AttackSettings = AttackSettings(), batch_size: int = 256,
             device: str | torch.device = "cpu", model_name: str = "",
@@ -28,6 +29,7 @@ def certify(graph, dataset, eps: Sequence[float], norm: float = 2.0, *,
     which PGD cannot break.  ``progress(stage, done, total)`` reports each stage
     (``constants: …``, ``radii``, ``attack``).  The library never prints.
     """
+    norm = parse_norm(norm)
     if not eps:
         raise ArgumentError("no ε value given")
     if batch_size <= 0:

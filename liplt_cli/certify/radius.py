@@ -79,13 +79,10 @@ def engine_constants(graph, norm: float = 2.0, fast: bool = False, method: str =
     The default (``fast=False``) is the engine's sound mode, in which every number is exact or
     an upper bound; ``fast=True`` gives power-iteration estimates, labelled ``estimate``.
     """
-    from liplt_cli.lipschitz import compute_bounds
+    from liplt_cli.lipschitz import EngineOptions, compute_bounds
 
     start = time.perf_counter()
-    kwargs = {"norm": norm, "methods": (method,), "fast": fast}
-    if progress is not None:
-        kwargs["progress"] = progress
-    result = compute_bounds(graph, **kwargs)
+    result = compute_bounds(graph, EngineOptions(norm=norm, fast=fast), methods=(method,), progress=progress)
     bound = result.methods[method]
     return PairwiseConstants(
         matrix=torch.tensor(bound.pairwise, dtype=torch.float64),

@@ -149,17 +149,14 @@ def register(app: typer.Typer) -> None:
         dev = resolve_device(device)
         graph = load_cli_model(model, input_shape, mean, std, arch)
         methods = ("naive", "liplt") if method is MethodChoice.all else (method.value,)
-        options = EngineOptions(norm=norm.p, fast=fast, iterations=iterations, explicit_budget=explicit_budget)
+        options = EngineOptions(norm=norm.value, fast=fast, iterations=iterations, explicit_budget=explicit_budget)
         with progress(enabled=not json_out) as bar:
             task = bar.add_task("computing norms", total=None)
 
             def on_progress(phase: str, done: int, total: int) -> None:
                 bar.update(task, description=phase, completed=done, total=total)
 
-            result = compute_bounds(
-                graph, norm=norm.p, methods=methods, fast=fast, iterations=iterations, device=dev,
-                options=options, progress=on_progress, model=str(model),
-            )
+            result = compute_bounds(graph, options, methods=methods, device=dev, progress=on_progress, model=str(model))
         if json_out:
             print_json(result.to_dict())
         else:

@@ -28,38 +28,45 @@ from rich.table import Table
 
 from liplt_cli.cli.options import ArchOpt, InputShapeOpt, JsonOpt, MeanOpt, ModelArg, StdOpt, load_cli_model
 from liplt_cli.cli.render import print_json, stdout_console
+from liplt_cli.graph.walk import NodeRecords
+
+
+class _NodeSummary(NodeRecords):
+    """Per node: the op label, parameter count and slope bounds of the ``--json`` document."""
+
+    def input(self, n: Any, *_: Any) -> dict[str, Any]:
+        return {"op": "input"}
+
+    def linear(self, n: Any, *_: Any) -> dict[str, Any]:
+        return {"op": n.op.kind, "params": sum(int(t.numel()) for t in n.op.tensors().values())}
+
+    def sum(self, n: Any, *_: Any) -> dict[str, Any]:
+        return {"op": "sum"}
+
+    def concat(self, n: Any, *_: Any) -> dict[str, Any]:
+        return {"op": "concat"}
+
+    def activation(self, n: Any, *_: Any) -> dict[str, Any]:
+        return {"op": n.activation.key, "alpha": float(n.activation.alpha), "beta": float(n.activation.beta)}
+
+    def block(self, n: Any, *_: Any) -> dict[str, Any]:
+        return {"op": n.block.kind}
 
 
 def graph_summary(graph: Any, model: str) -> dict[str, Any]:
     """The ``--json`` document of ``liplt inspect`` (see module docstring)."""
-    from liplt_cli.graph import ActivationNode, BlockNode, InputNode, LinearNode, describe_node, node_kind
-
     nodes = []
-    for n in graph.nodes:
-        params = 0
-        alpha = beta = None
-        if isinstance(n, LinearNode):
-            op = n.op.kind
-            params = sum(int(t.numel()) for t in n.op.tensors().values())
-        elif isinstance(n, ActivationNode):
-            op = n.activation.key
-            alpha, beta = float(n.activation.alpha), float(n.activation.beta)
-        elif isinstance(n, BlockNode):
-            op = n.block.kind
-        elif isinstance(n, InputNode):
-            op = "input"
-        else:
-            op = node_kind(n)
+    for n, record in zip(graph.nodes, _NodeSummary(graph).run().records):
         nodes.append({
             "name": n.name,
-            "kind": node_kind(n),
-            "op": op,
-            "description": describe_node(n),
+            "kind": n.kind,
+            "op": record["op"],
+            "description": n.describe(),
             "inputs": list(n.inputs),
             "shape": list(n.out_shape),
-            "params": params,
-            "alpha": alpha,
-            "beta": beta,
+            "params": record.get("params", 0),
+            "alpha": record.get("alpha"),
+            "beta": record.get("beta"),
             "source": getattr(n, "source", ""),
         })
     return {

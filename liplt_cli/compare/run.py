@@ -26,6 +26,7 @@ from liplt_cli.graph.graph import LayerGraph
 from liplt_cli.lipschitz.lipsdp import DEFAULT_MAX_NEURONS as DEFAULT_LIPSDP_MAX
 from liplt_cli.lipschitz.lipsdp import SkippedMethod, lipsdp_bounds
 from liplt_cli.lipschitz.lower import LOWER_BOUND_LABEL, empirical_lower_bound
+from liplt_cli.lipschitz.options import parse_norm
 from liplt_cli.lipschitz.refine import refined_bounds
 from liplt_cli.lipschitz.result import MethodBound
 
@@ -70,7 +71,7 @@ def _skipped(s: SkippedMethod, seconds: float) -> MethodRow:
 def compare_graph(
     graph: LayerGraph,
     model: str = "",
-    norm: float = 2.0,
+    norm: float | str = 2.0,
     methods: Sequence[str] = DEFAULT_METHODS,
     device: str | None = None,
     lower_samples: int = 256,
@@ -81,14 +82,15 @@ def compare_graph(
 ) -> ModelComparison:
     """Every method of ``methods`` on ``graph``; rows in the order given, then gaps to the lower bound."""
     methods = parse_methods(list(methods))
+    norm = parse_norm(norm)
     note = progress or (lambda _msg: None)
     rows: dict[str, MethodRow] = {}
     engine = [m for m in methods if m in ("naive", "liplt")]
     if engine:
-        from liplt_cli.lipschitz import compute_bounds
+        from liplt_cli.lipschitz import EngineOptions, compute_bounds
 
         note(f"{model}: naive/LipLT")
-        result = compute_bounds(graph, norm=norm, methods=tuple(engine), device=device, model=model)
+        result = compute_bounds(graph, EngineOptions(norm=norm), methods=tuple(engine), device=device, model=model)
         for m in engine:
             rows[m] = _row_from_bound(result.methods[m], norm)
     for m in methods:
@@ -123,7 +125,7 @@ def compare_graph(
 
 def compare_models(
     graphs: Sequence[tuple[str, LayerGraph]],
-    norm: float = 2.0,
+    norm: float | str = 2.0,
     methods: Sequence[str] = DEFAULT_METHODS,
     device: str | None = None,
     lower_samples: int = 256,
@@ -134,6 +136,7 @@ def compare_models(
 ) -> ComparisonResult:
     """:func:`compare_graph` on each ``(name, graph)``; one :class:`ModelComparison` per model."""
     methods = parse_methods(list(methods))
+    norm = parse_norm(norm)
     models = tuple(
         compare_graph(g, name, norm, methods, device, lower_samples, lower_steps, seed, progress, lipsdp_max_neurons)
         for name, g in graphs

@@ -14,10 +14,11 @@ from liplt_cli.graph.nodes import (
     node_kind,
 )
 from liplt_cli.graph.slopes import Activation, make_activation
+from liplt_cli.graph.walk import GraphWalk, NodeRecords, WalkError
 
 __all__ = [
     "Activation", "ActivationNode", "Affine", "BlockNode", "ConcatNode", "Conv", "ConvTranspose",
-    "Dense", "InputNode", "LayerGraph", "LinearNode", "LinearOp", "MaxPool", "Node", "Pad",
-    "Permute", "Reshape", "SumNode", "describe_node", "make_activation", "node_kind",
-    "prepend_normalization",
+    "Dense", "GraphWalk", "InputNode", "LayerGraph", "LinearNode", "LinearOp", "MaxPool", "Node",
+    "NodeRecords", "Pad", "Permute", "Reshape", "SumNode", "WalkError", "describe_node",
+    "make_activation", "node_kind", "prepend_normalization",
 ]

@@ -2,7 +2,8 @@
 
 A :class:`LayerGraph` is an immutable DAG of nodes (see :mod:`liplt_cli.graph.nodes`) in
 topological order, with one input node first and one output node.  It evaluates the model
-(:meth:`LayerGraph.evaluate`) and checks itself (:meth:`LayerGraph.validate`).
+(:meth:`LayerGraph.evaluate`) and checks itself (:meth:`LayerGraph.validate`), both as walks
+(:mod:`liplt_cli.graph.walk`, :mod:`liplt_cli.graph.evaluate`).
 """
 
 from __future__ import annotations
@@ -13,18 +14,10 @@ from typing import Iterator
 
 import torch
 
-from liplt_cli.errors import GraphError
+from liplt_cli.errors import GraphError, InputShapeError
+from liplt_cli.graph.evaluate import Evaluation, ShapeCheck
 from liplt_cli.graph.linear_ops import Affine, Shape
-from liplt_cli.graph.nodes import (
-    ActivationNode,
-    BlockNode,
-    ConcatNode,
-    InputNode,
-    LinearNode,
-    Node,
-    SumNode,
-    node_kind,
-)
+from liplt_cli.graph.nodes import InputNode, LinearNode, Node
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,9 +80,8 @@ class LayerGraph:
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Every weight tensor of the graph, named ``node.tensor``."""
         for n in self.nodes:
-            if isinstance(n, LinearNode):
-                for key, t in n.op.tensors().items():
-                    yield f"{n.name}.{key}", t
+            for key, t in n.tensors().items():
+                yield f"{n.name}.{key}", t
 
     def parameter_count(self) -> int:
         return sum(t.numel() for _, t in self.tensors())
@@ -110,31 +102,17 @@ class LayerGraph:
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
         """Run the model on a batch ``x`` of shape ``(B, *input_shape)``; returns the logits."""
         if tuple(x.shape[1:]) != self.input_shape:
-            from liplt_cli.errors import InputShapeError
-
             raise InputShapeError(
                 f"input has per-sample shape {list(x.shape[1:])}, the model expects {list(self.input_shape)}"
             )
-        env: dict[str, torch.Tensor] = {}
-        last = self.last_use()
-        for i, node in enumerate(self.nodes):
-            try:
-                env[node.name] = _evaluate_node(node, env, x)
-            except GraphError:
-                raise
-            except Exception as exc:  # re-raised with the node's name, like fx's Interpreter
-                raise GraphError(f"while evaluating node '{node.name}' ({node_kind(node)}): {exc}") from exc
-            for inp in set(node.inputs):
-                if last[inp] == i:
-                    del env[inp]
-        return env[self.output]
+        return Evaluation(self, x).run().env[self.output]
 
     __call__ = evaluate
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
         """Check topological order, shapes of every node against a probe, and finite weights."""
-        if not self.nodes or not isinstance(self.nodes[0], InputNode):
+        if not self.nodes or self.nodes[0].kind != "input":
             raise GraphError("the first node of a layer graph must be its input")
         seen: set[str] = set()
         for n in self.nodes:
@@ -143,7 +121,7 @@ class LayerGraph:
             for inp in n.inputs:
                 if inp not in seen:
                     raise GraphError(f"node '{n.name}' reads '{inp}', which is not defined before it")
-            if isinstance(n, InputNode) and n is not self.nodes[0]:
+            if n.kind == "input" and n is not self.nodes[0]:
                 raise GraphError(f"node '{n.name}' is a second input; only one input is supported")
             seen.add(n.name)
         if self.output not in seen:
@@ -152,31 +130,13 @@ class LayerGraph:
             if not torch.isfinite(t).all():
                 raise GraphError(f"weight '{name}' contains NaN or Inf values")
         probe = torch.zeros(1, *self.input_shape, dtype=self.dtype, device=self.device)
-        env: dict[str, torch.Tensor] = {}
         with torch.no_grad():
-            for node in self.nodes:
-                try:
-                    value = _evaluate_node(node, env, probe)
-                except Exception as exc:
-                    raise GraphError(f"node '{node.name}' ({node_kind(node)}) cannot run: {exc}") from exc
-                if tuple(value.shape[1:]) != tuple(node.out_shape):
-                    raise GraphError(
-                        f"node '{node.name}' produces shape {list(value.shape[1:])}, "
-                        f"declared {list(node.out_shape)}"
-                    )
-                env[node.name] = value
+            ShapeCheck(self, probe).run()
 
     # ------------------------------------------------------------------ conversions
     def map_tensors(self, fn) -> "LayerGraph":
         """A new graph whose weight tensors are ``fn(tensor)`` (e.g. dtype or device changes)."""
-        new_nodes = []
-        for n in self.nodes:
-            if isinstance(n, LinearNode):
-                changes = {k: fn(t) for k, t in n.op.tensors().items()}
-                new_nodes.append(replace(n, op=replace(n.op, **changes)))
-            else:
-                new_nodes.append(n)
-        return LayerGraph(tuple(new_nodes), self.output, self.notes)
+        return LayerGraph(tuple(n.map_tensors(fn) for n in self.nodes), self.output, self.notes)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "LayerGraph":
         return self.map_tensors(lambda t: t.to(device=device, dtype=dtype))
@@ -190,49 +150,13 @@ class LayerGraph:
     def __str__(self) -> str:
         lines = [f"LayerGraph(input {list(self.input_shape)} → output '{self.output}' {list(self.output_shape)})"]
         for n in self.nodes:
-            lines.append(f"  {n.name:<24} {node_kind(n):<10} {describe_node(n):<40} {list(n.out_shape)} ← {', '.join(n.inputs)}")
+            lines.append(f"  {n.name:<24} {n.kind:<10} {n.describe():<40} {list(n.out_shape)} ← {', '.join(n.inputs)}")
         return "\n".join(lines)
 
 
 def describe_node(node: Node) -> str:
-    """One-line human description of a node (used by ``liplt inspect``)."""
-    if isinstance(node, InputNode):
-        return "input"
-    if isinstance(node, LinearNode):
-        return node.op.describe()
-    if isinstance(node, SumNode):
-        if node.coefficients and any(c != 1 for c in node.coefficients):
-            return "Sum " + " ".join(f"{c:+g}·{i}" for c, i in zip(node.coefficients, node.inputs))
-        return f"Add ({len(node.inputs)} inputs)"
-    if isinstance(node, ConcatNode):
-        return f"Concat dim {node.dim}"
-    if isinstance(node, ActivationNode):
-        a = node.activation
-        return f"{a.describe()} slopes [{a.alpha:.4g}, {a.beta:.4g}]"
-    if isinstance(node, BlockNode):
-        return node.block.describe()
-    raise TypeError(type(node))
-
-
-def _evaluate_node(node: Node, env: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    if isinstance(node, InputNode):
-        return x
-    args = [env[i] for i in node.inputs]
-    if isinstance(node, LinearNode):
-        return node.op.forward(args[0])
-    if isinstance(node, SumNode):
-        out = node.coefficient(0) * args[0] if node.coefficient(0) != 1 else args[0]
-        for k, a in enumerate(args[1:], start=1):
-            c = node.coefficient(k)
-            out = out + (a if c == 1 else c * a)
-        return out
-    if isinstance(node, ConcatNode):
-        return torch.cat(args, dim=node.dim + 1)
-    if isinstance(node, ActivationNode):
-        return node.activation(args[0])
-    if isinstance(node, BlockNode):
-        return node.block(args[0])
-    raise TypeError(f"unknown node type {type(node).__name__}")
+    """One-line human description of a node (used by ``liplt inspect``): ``node.describe()``."""
+    return node.describe()
 
 
 def prepend_normalization(graph: LayerGraph, mean: list[float], std: list[float]) -> LayerGraph:

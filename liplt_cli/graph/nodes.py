@@ -11,14 +11,18 @@ The layer graph is a DAG, in topological order, of exactly these node kinds:
 * :class:`BlockNode`   -- a non-elementwise Lipschitz block (MaxPool, ...) with a known constant
   per norm and no loop-transformation benefit.
 
-Nodes are flat dataclasses; engines dispatch on their type.  Shapes are per sample (no batch axis).
+Nodes are flat dataclasses.  Each names its kind in the class attribute ``kind`` (``input``,
+``linear``, ``sum``, ``concat``, ``activation``, ``block``): the graph walk
+(:mod:`liplt_cli.graph.walk`) dispatches on it, so no other module tests node types.  Nodes
+also answer ``tensors()``, ``map_tensors(fn)`` and ``describe()``.  Shapes are per sample (no
+batch axis).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,54 +31,102 @@ from liplt_cli.graph.linear_ops import LinearOp, Shape
 from liplt_cli.graph.slopes import Activation
 
 
+TensorMap = Callable[[torch.Tensor], torch.Tensor]
+
+
+class _NodeBase:
+    """What every node kind answers: its tensors, a copy with mapped tensors, a description."""
+
+    kind: ClassVar[str]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Weight tensors of the node by field name (none but for linear nodes)."""
+        return {}
+
+    def map_tensors(self, fn: TensorMap) -> "Node":
+        """The same node with every weight tensor ``t`` replaced by ``fn(t)``."""
+        return self  # type: ignore[return-value]
+
+    def describe(self) -> str:
+        """One-line human description (``liplt inspect``)."""
+        raise NotImplementedError
+
+
 @dataclass(eq=False)
-class InputNode:
+class InputNode(_NodeBase):
     name: str
     out_shape: Shape
     source: str = "input"
     inputs: tuple[str, ...] = field(default=(), init=False)
+    kind: ClassVar[str] = "input"
+
+    def describe(self) -> str:
+        return "input"
 
 
 @dataclass(eq=False)
-class LinearNode:
+class LinearNode(_NodeBase):
     name: str
     inputs: tuple[str, ...]
     op: LinearOp
     source: str = ""
+    kind: ClassVar[str] = "linear"
 
     @property
     def out_shape(self) -> Shape:
         return tuple(self.op.out_shape)
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return self.op.tensors()
+
+    def map_tensors(self, fn: TensorMap) -> "LinearNode":
+        return replace(self, op=replace(self.op, **{k: fn(t) for k, t in self.op.tensors().items()}))
+
+    def describe(self) -> str:
+        return self.op.describe()
+
 
 @dataclass(eq=False)
-class SumNode:
+class _ShapedNode(_NodeBase):
+    """Fields of the kinds that declare their output shape (all but input and linear nodes)."""
+
     name: str
     inputs: tuple[str, ...]
     out_shape: Shape
+    source: str = field(default="", kw_only=True)
+
+
+@dataclass(eq=False)
+class SumNode(_ShapedNode):
     coefficients: tuple[float, ...] = ()
-    source: str = ""
+    kind: ClassVar[str] = "sum"
 
     def coefficient(self, i: int) -> float:
         return self.coefficients[i] if self.coefficients else 1.0
 
+    def describe(self) -> str:
+        if self.coefficients and any(c != 1 for c in self.coefficients):
+            return "Sum " + " ".join(f"{c:+g}·{i}" for c, i in zip(self.coefficients, self.inputs))
+        return f"Add ({len(self.inputs)} inputs)"
+
 
 @dataclass(eq=False)
-class ConcatNode:
-    name: str
-    inputs: tuple[str, ...]
-    out_shape: Shape
+class ConcatNode(_ShapedNode):
     dim: int  # per-sample axis (0 = channels)
-    source: str = ""
+    kind: ClassVar[str] = "concat"
+
+    def describe(self) -> str:
+        return f"Concat dim {self.dim}"
 
 
 @dataclass(eq=False)
-class ActivationNode:
-    name: str
-    inputs: tuple[str, ...]
-    out_shape: Shape
+class ActivationNode(_ShapedNode):
     activation: Activation
-    source: str = ""
+    kind: ClassVar[str] = "activation"
+
+    def describe(self) -> str:
+        a = self.activation
+        return f"{a.describe()} slopes [{a.alpha:.4g}, {a.beta:.4g}]"
 
 
 @dataclass(eq=False)
@@ -128,26 +180,17 @@ LipschitzBlock = MaxPool
 
 
 @dataclass(eq=False)
-class BlockNode:
-    name: str
-    inputs: tuple[str, ...]
-    out_shape: Shape
+class BlockNode(_ShapedNode):
     block: LipschitzBlock
-    source: str = ""
+    kind: ClassVar[str] = "block"
+
+    def describe(self) -> str:
+        return self.block.describe()
 
 
 Node = InputNode | LinearNode | SumNode | ConcatNode | ActivationNode | BlockNode
 
-NONLINEAR_NODES = (ActivationNode, BlockNode)
-
 
 def node_kind(node: Node) -> str:
-    """Short label of a node's kind, as shown by ``liplt inspect``."""
-    return {
-        InputNode: "input",
-        LinearNode: "linear",
-        SumNode: "sum",
-        ConcatNode: "concat",
-        ActivationNode: "activation",
-        BlockNode: "block",
-    }[type(node)]
+    """Short label of a node's kind, as shown by ``liplt inspect`` (``node.kind``)."""
+    return node.kind

@@ -36,6 +36,7 @@ from liplt_cli.graph.graph import LayerGraph
 from liplt_cli.graph.linear_ops import Affine, Conv, ConvTranspose, Dense, Pad, Permute, Reshape
 from liplt_cli.graph.nodes import ActivationNode, BlockNode, ConcatNode, InputNode, LinearNode, MaxPool, Node, SumNode
 from liplt_cli.graph.slopes import make_activation
+from liplt_cli.graph.walk import NodeRecords
 
 FORMAT = "liplt-graph"
 VERSION = 1
@@ -48,41 +49,52 @@ def _num(v: float) -> float | str:
     return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
 
 
+class _Describe(NodeRecords):
+    """One JSON record per node (see the module docstring)."""
+
+    def __init__(self, graph: LayerGraph, key_of: Callable[[str, str, torch.Tensor], str]) -> None:
+        super().__init__(graph)
+        self.key_of = key_of
+
+    @staticmethod
+    def _common(n: Node, kind: str) -> dict[str, Any]:
+        return {"name": n.name, "kind": kind, "inputs": list(n.inputs), "shape": list(n.out_shape)}
+
+    def input(self, n: InputNode, *_: Any) -> dict[str, Any]:
+        return {"name": n.name, "kind": "input", "shape": list(n.out_shape)}
+
+    def linear(self, n: LinearNode, *_: Any) -> dict[str, Any]:
+        op = n.op
+        desc: dict[str, Any] = {"kind": op.kind, "in_shape": list(op.in_shape), "out_shape": list(op.out_shape)}
+        desc.update(op.attributes())
+        desc["tensors"] = {field: self.key_of(n.name, field, t) for field, t in op.tensors().items()}
+        return {"name": n.name, "kind": "linear", "inputs": list(n.inputs), "source": n.source, "op": desc}
+
+    def sum(self, n: SumNode, *_: Any) -> dict[str, Any]:
+        return self._common(n, "sum") | {"coefficients": [float(c) for c in n.coefficients], "source": n.source}
+
+    def concat(self, n: ConcatNode, *_: Any) -> dict[str, Any]:
+        return self._common(n, "concat") | {"dim": int(n.dim), "source": n.source}
+
+    def activation(self, n: ActivationNode, *_: Any) -> dict[str, Any]:
+        a = n.activation
+        if a.key == "derived":
+            raise GraphError(
+                f"node '{n.name}' holds an activation derived from an elementwise formula ({a.name}); "
+                "it has no activation key, so the graph cannot be stored in a liplt description"
+            )
+        activation = {"key": a.key, "name": a.name, "params": {k: _num(v) for k, v in a.params},
+                      "alpha": _num(a.alpha), "beta": _num(a.beta)}
+        return self._common(n, "activation") | {"activation": activation, "source": n.source}
+
+    def block(self, n: BlockNode, *_: Any) -> dict[str, Any]:
+        return self._common(n, "block") | {"block": {"kind": n.block.kind, **n.block.attributes()}, "source": n.source}
+
+
 def graph_to_dict(graph: LayerGraph, tensor_key: Callable[[str, str, torch.Tensor], str] | None = None) -> dict[str, Any]:
     """Describe ``graph``; ``tensor_key(node, field, tensor)`` names each tensor (default ``node.field``)."""
     key_of = tensor_key or (lambda node, field, t: f"{node}.{field}")
-    nodes: list[dict[str, Any]] = []
-    for n in graph.nodes:
-        if isinstance(n, InputNode):
-            nodes.append({"name": n.name, "kind": "input", "shape": list(n.out_shape)})
-        elif isinstance(n, LinearNode):
-            op = n.op
-            desc: dict[str, Any] = {"kind": op.kind, "in_shape": list(op.in_shape), "out_shape": list(op.out_shape)}
-            desc.update(op.attributes())
-            desc["tensors"] = {field: key_of(n.name, field, t) for field, t in op.tensors().items()}
-            nodes.append({"name": n.name, "kind": "linear", "inputs": list(n.inputs), "source": n.source, "op": desc})
-        elif isinstance(n, SumNode):
-            nodes.append({"name": n.name, "kind": "sum", "inputs": list(n.inputs), "shape": list(n.out_shape),
-                          "coefficients": [float(c) for c in n.coefficients], "source": n.source})
-        elif isinstance(n, ConcatNode):
-            nodes.append({"name": n.name, "kind": "concat", "inputs": list(n.inputs), "shape": list(n.out_shape),
-                          "dim": int(n.dim), "source": n.source})
-        elif isinstance(n, ActivationNode):
-            a = n.activation
-            if a.key == "derived":
-                raise GraphError(
-                    f"node '{n.name}' holds an activation derived from an elementwise formula ({a.name}); "
-                    "it has no activation key, so the graph cannot be stored in a liplt description"
-                )
-            nodes.append({"name": n.name, "kind": "activation", "inputs": list(n.inputs), "shape": list(n.out_shape),
-                          "activation": {"key": a.key, "name": a.name, "params": {k: _num(v) for k, v in a.params},
-                                         "alpha": _num(a.alpha), "beta": _num(a.beta)},
-                          "source": n.source})
-        elif isinstance(n, BlockNode):
-            nodes.append({"name": n.name, "kind": "block", "inputs": list(n.inputs), "shape": list(n.out_shape),
-                          "block": {"kind": n.block.kind, **n.block.attributes()}, "source": n.source})
-        else:  # pragma: no cover - the Node union is closed
-            raise TypeError(type(n))
+    nodes = _Describe(graph, key_of).run().records
     return {"format": FORMAT, "version": VERSION, "output": graph.output, "notes": list(graph.notes), "nodes": nodes}
 
 

@@ -47,8 +47,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from liplt_cli.errors import LipltError
 from liplt_cli.graph.graph import LayerGraph
-from liplt_cli.graph.nodes import ActivationNode, LinearNode
+from liplt_cli.graph.nodes import ActivationNode, LinearNode, Node
+from liplt_cli.graph.walk import GraphWalk
+from liplt_cli.lipschitz.options import parse_norm
 from liplt_cli.lipschitz.result import Guarantee, MethodBound
 
 DEFAULT_MAX_NEURONS = 150
@@ -79,8 +82,55 @@ class FeedForward:
         return [w.shape[0] for w in self.weights[:-1]]
 
 
-def _push(op, cur: torch.Tensor) -> torch.Tensor:
-    return op.linear(cur)
+class _Chain(GraphWalk):
+    """Reads ``W_0, φ_0, W_1, …, W_ℓ`` off a chain graph: the value at a node is the dense map
+    from the last activation (or the input) to it, as a batch of identity columns pushed through."""
+
+    action = "reading the feed-forward chain at"
+    passthrough = (LipltError, NotApplicable)
+
+    def __init__(self, graph: LayerGraph, max_entries: int) -> None:
+        super().__init__(graph)
+        self.max_entries = max_entries
+        self.prev = graph.nodes[0].name
+        self.weights: list[np.ndarray] = []
+        self.alpha: list[float] = []
+        self.beta: list[float] = []
+        self.names: list[str] = []
+
+    def _follow(self, node: Node) -> None:
+        if len(node.inputs) != 1 or node.inputs[0] != self.prev:
+            raise NotApplicable(f"node '{node.name}' is not part of a plain chain (residual or branching graph)")
+        self.prev = node.name
+
+    @staticmethod
+    def _identity(shape: tuple[int, ...]) -> torch.Tensor:
+        n = math.prod(shape)
+        return torch.eye(n, dtype=torch.float64).reshape(n, *shape)
+
+    def input(self, node: Node) -> torch.Tensor:
+        return self._identity(node.out_shape)
+
+    def linear(self, node: LinearNode, cur: torch.Tensor) -> torch.Tensor:
+        self._follow(node)
+        out = math.prod(node.out_shape)
+        if cur.shape[0] * out > self.max_entries:
+            raise NotApplicable(f"node '{node.name}' gives a {out}×{cur.shape[0]} matrix, too large for LipSDP")
+        return node.op.linear(cur)
+
+    def activation(self, node: ActivationNode, cur: torch.Tensor) -> torch.Tensor:
+        self._follow(node)
+        self.weights.append(cur.reshape(cur.shape[0], -1).T.contiguous().numpy())
+        self.alpha.append(node.activation.alpha)
+        self.beta.append(node.activation.beta)
+        self.names.append(node.name)
+        return self._identity(node.out_shape)
+
+    def sum(self, node: Node, *_: Any) -> None:
+        self._follow(node)
+        raise NotApplicable(f"node '{node.name}' ({type(node).__name__}) is not linear or an elementwise activation")
+
+    concat = block = sum
 
 
 def feedforward_chain(graph: LayerGraph, max_entries: int = 20_000_000) -> FeedForward:
@@ -89,37 +139,15 @@ def feedforward_chain(graph: LayerGraph, max_entries: int = 20_000_000) -> FeedF
     Raises :class:`NotApplicable` for residual/concat/pooling graphs or too-large matrices.
     """
     g = graph.detached().to(dtype=torch.float64)
-    weights: list[np.ndarray] = []
-    alpha: list[float] = []
-    beta: list[float] = []
-    names: list[str] = []
     n_in = math.prod(g.input_shape)
     if n_in * n_in > max_entries:
         raise NotApplicable(f"input has {n_in} entries, too many for dense matrices")
-    cur = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *g.input_shape)
-    prev = g.nodes[0].name
-    for node in g.nodes[1:]:
-        if len(node.inputs) != 1 or node.inputs[0] != prev:
-            raise NotApplicable(f"node '{node.name}' is not part of a plain chain (residual or branching graph)")
-        if isinstance(node, LinearNode):
-            out = math.prod(node.out_shape)
-            if cur.shape[0] * out > max_entries:
-                raise NotApplicable(f"node '{node.name}' gives a {out}×{cur.shape[0]} matrix, too large for LipSDP")
-            cur = _push(node.op, cur)
-        elif isinstance(node, ActivationNode):
-            weights.append(cur.reshape(cur.shape[0], -1).T.contiguous().numpy())
-            alpha.append(node.activation.alpha)
-            beta.append(node.activation.beta)
-            names.append(node.name)
-            n = math.prod(node.out_shape)
-            cur = torch.eye(n, dtype=torch.float64).reshape(n, *node.out_shape)
-        else:
-            raise NotApplicable(f"node '{node.name}' ({type(node).__name__}) is not linear or an elementwise activation")
-        prev = node.name
-    if prev != g.output:
+    chain = _Chain(g, max_entries).run()
+    if chain.prev != g.output:
         raise NotApplicable("the output is not the end of the chain")
-    weights.append(cur.reshape(cur.shape[0], -1).T.contiguous().numpy())
-    return FeedForward(weights, alpha, beta, names)
+    cur = chain.env[g.output]
+    chain.weights.append(cur.reshape(cur.shape[0], -1).T.contiguous().numpy())
+    return FeedForward(chain.weights, chain.alpha, chain.beta, chain.names)
 
 
 def _reduce_input(weights: list[np.ndarray]) -> list[np.ndarray]:
@@ -271,7 +299,7 @@ def _pick_solver() -> str | None:
 
 def lipsdp_bounds(
     graph: LayerGraph,
-    norm: float = 2.0,
+    norm: float | str = 2.0,
     specs: tuple[str, ...] = ("global", "per_class", "pairwise"),
     max_neurons: int = DEFAULT_MAX_NEURONS,
     solver: str | None = None,
@@ -282,7 +310,7 @@ def lipsdp_bounds(
     it did not run (cvxpy missing, norm ≠ 2, not a feed-forward chain, too many neurons).
     """
     start = time.perf_counter()
-    if norm != 2.0:
+    if parse_norm(norm) != 2.0:
         return SkippedMethod("lipsdp", "LipSDP bounds the ℓ2 norm only")
     if not cvxpy_available():
         return SkippedMethod("lipsdp", "cvxpy is not installed (pip install 'liplt[lipsdp]')")

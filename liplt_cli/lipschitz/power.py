@@ -17,8 +17,9 @@ import torch
 
 from liplt_cli.lipschitz.propagation import adjoint_pass, forward_pass
 from liplt_cli.lipschitz.structure import Structure
+from liplt_cli.lipschitz.transform import Mode
 
-PairKey = tuple[str, str, str]  # (mode, target, source)
+PairKey = tuple[str, str, str]  # (mode.value, target, source): plain strings, as stored in checkpoints
 
 
 @dataclass
@@ -43,7 +44,7 @@ def _normalise(v: torch.Tensor) -> torch.Tensor:
 
 def power_norms(
     structure: Structure,
-    mode: str,
+    mode: Mode,
     pairs: list[tuple[str, str]],
     state: PowerState | None = None,
     iterations: int = 5,
@@ -51,14 +52,14 @@ def power_norms(
     generator: torch.Generator | None = None,
     progress=None,
 ) -> tuple[dict[tuple[str, str], torch.Tensor], PowerState]:
-    """Estimate :math:`\\|A_{k,s}\\|_2` for every (k, s) in ``pairs`` (mode ``lt`` or ``cut``)."""
+    """Estimate :math:`\\|A_{k,s}\\|_2` for every (k, s) in ``pairs`` (``Mode.LT`` or ``Mode.CUT``)."""
     state = state or PowerState()
     graph = structure.graph
     dtype, device = graph.dtype, graph.device
     v: dict[tuple[str, str], torch.Tensor] = {}
     for k, s in pairs:
         shape = (1, *graph.node(s).out_shape)
-        old = state.vectors.get((mode, k, s))
+        old = state.vectors.get((mode.value, k, s))
         if old is not None and tuple(old.shape) == shape:
             v[(k, s)] = old.to(device=device, dtype=dtype)
         else:
@@ -70,7 +71,7 @@ def power_norms(
     with torch.no_grad():
         for it in range(iterations):
             if progress is not None:
-                progress(f"power iteration ({mode})", it, iterations)
+                progress(f"power iteration ({mode.value})", it, iterations)
             u: dict[tuple[str, str], torch.Tensor] = {}
             forward_pass(structure, mode, [(t, t[1], v[t]) for t in v], reads_fwd, lambda t, n, x: u.__setitem__(t, x))
             sigma_new = {t: torch.linalg.vector_norm(u[t]) for t in u}
@@ -96,7 +97,7 @@ def power_norms(
     for t in pairs:
         result.setdefault(t, torch.zeros((), dtype=dtype, device=device))
     new_state = PowerState(
-        {**state.vectors, **{(mode, k, s): v[(k, s)].detach() for k, s in pairs}},
+        {**state.vectors, **{(mode.value, k, s): v[(k, s)].detach() for k, s in pairs}},
         rel,
         state.iterations_done + iterations,
     )

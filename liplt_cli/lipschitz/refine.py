@@ -52,10 +52,13 @@ import numpy as np
 import torch
 
 from liplt_cli.graph.graph import LayerGraph
-from liplt_cli.graph.nodes import ActivationNode, BlockNode, ConcatNode, InputNode, LinearNode, SumNode
 from liplt_cli.lipschitz.lipsdp import SkippedMethod
 from liplt_cli.lipschitz.norms import SAFETY
+from liplt_cli.lipschitz.options import parse_norm
+from liplt_cli.lipschitz.propagation import forward_pass
 from liplt_cli.lipschitz.result import Guarantee, MethodBound
+from liplt_cli.lipschitz.structure import LT, analyse
+from liplt_cli.lipschitz.transform import LoopTransform
 
 T_CHOICES = ("sn", "aol", "sll")
 DEFAULT_MAX_NEURONS = 4096
@@ -86,57 +89,31 @@ class LoopMaps:
 
 def loop_maps(graph: LayerGraph, max_neurons: int = DEFAULT_MAX_NEURONS) -> LoopMaps:
     """Push identity matrices from the input and from each activation output through the
-    loop-transformed (linear) network and record the maps into every target (float64)."""
+    loop-transformed (linear) network and record the maps into every target (float64).
+
+    Unlike the engine, an activation with centre 0 passes (zero) maps here: the map into a target
+    that only such activations connect to a source is recorded, as a zero matrix.
+    """
     g = graph.detached().to(dtype=torch.float64)
-    activations: list[str] = []
-    pre: dict[str, str] = {}
-    center: dict[str, float] = {}
-    radius: dict[str, float] = {}
-    for node in g.nodes:
-        if isinstance(node, BlockNode):
-            raise NotApplicable(f"node '{node.name}' ({node.block.describe()}) is not elementwise; Theorem 2 needs a diagonal T")
-        if isinstance(node, ActivationNode):
-            activations.append(node.name)
-            pre[node.name] = node.inputs[0]
-            center[node.name] = node.activation.center
-            radius[node.name] = node.activation.radius
-    total = sum(math.prod(g.node(a).out_shape) for a in activations) + math.prod(g.input_shape)
+    structure = analyse(g, 2.0, LoopTransform.of(g, 2.0, prune_zero=False))
+    blocks = [j for j in structure.nonlinear if j not in structure.activations]
+    if blocks:
+        node = g.node(blocks[0])
+        raise NotApplicable(f"node '{node.name}' ({node.describe()}) is not elementwise; Theorem 2 needs a diagonal T")
+    total = sum(structure.dim(a) for a in structure.activations) + structure.dim(structure.input)
     if total > max_neurons:
         raise NotApplicable(f"{total} neurons (with the input) > {max_neurons}: dense maps would be too large")
-    targets = set(pre.values()) | {g.output}
     maps: dict[tuple[str, str], torch.Tensor] = {}
-    for source in (g.nodes[0].name, *activations):
-        start = g.position(source)
-        n = math.prod(g.node(source).out_shape)
-        env: dict[str, torch.Tensor] = {source: torch.eye(n, dtype=torch.float64).reshape(n, *g.node(source).out_shape)}
-        for node in g.nodes[start + 1:]:
-            if not any(i in env for i in node.inputs):
-                continue
-            if isinstance(node, LinearNode):
-                env[node.name] = node.op.linear(env[node.inputs[0]])
-            elif isinstance(node, ActivationNode):
-                env[node.name] = center[node.name] * env[node.inputs[0]]
-            elif isinstance(node, SumNode):
-                acc = None
-                for k, inp in enumerate(node.inputs):
-                    if inp in env:
-                        term = node.coefficient(k) * env[inp]
-                        acc = term if acc is None else acc + term
-                env[node.name] = acc
-            elif isinstance(node, ConcatNode):
-                parts = [
-                    env[i] if i in env else torch.zeros(n, *g.node(i).out_shape, dtype=torch.float64)
-                    for i in node.inputs
-                ]
-                env[node.name] = torch.cat(parts, dim=node.dim + 1)
-            elif isinstance(node, InputNode):
-                continue
-            else:
-                raise NotApplicable(f"node '{node.name}' of type {type(node).__name__} is not supported")
-        for t in targets:
-            if t in env and g.position(t) > start:
-                maps[(t, source)] = env[t].reshape(n, -1).T.contiguous()
-    return LoopMaps(g.nodes[0].name, g.output, tuple(activations), pre, radius, maps)
+    for source in structure.sources:
+        n = structure.dim(source)
+        eye = torch.eye(n, dtype=torch.float64).reshape(n, *g.node(source).out_shape)
+        later = {t for t in structure.targets if structure.pos(t) > structure.pos(source)}
+        forward_pass(
+            structure, LT, [(source, source, eye)], {source: later},
+            lambda tag, t, x: maps.__setitem__((t, tag), x.reshape(x.shape[0], -1).T.contiguous()),
+        )
+    radius = {j: structure.transform.radius_bound(j) for j in structure.activations}
+    return LoopMaps(structure.input, structure.output, structure.activations, structure.pre, radius, maps)
 
 
 # ------------------------------------------------------------------------------ diagonal T
@@ -240,7 +217,7 @@ class _Refiner:
 def refined_bounds(
     graph: LayerGraph,
     choice: str = "aol",
-    norm: float = 2.0,
+    norm: float | str = 2.0,
     specs: tuple[str, ...] = ("global", "per_class", "pairwise"),
     max_neurons: int = DEFAULT_MAX_NEURONS,
 ) -> MethodBound | SkippedMethod:
@@ -252,7 +229,7 @@ def refined_bounds(
     name = f"liplt-{choice}"
     if choice not in T_CHOICES:
         raise ValueError(f"unknown T choice '{choice}' (choose from {', '.join(T_CHOICES)})")
-    if norm != 2.0:
+    if parse_norm(norm) != 2.0:
         return SkippedMethod(name, "the Theorem 2 refinement is for the ℓ2 norm only")
     start = time.perf_counter()
     try:
