@@ -4,6 +4,21 @@
 * :func:`load_model` -- an ONNX file or a liplt safetensors file, recognised by its content
   (not its extension); PyTorch pickles are refused, since unpickling can run code;
 * :func:`save_safetensors` -- weights plus the layer graph's description in one file.
+
+Layout of the package (each module has one job; imports only point down this list, the loader
+never imports the training package):
+
+* ``__init__`` (this file) -- the entry points above; ``inputs`` -- checks of the caller's values;
+* ``onnx`` (ONNX file → checked, normalised, onnx2torch) with ``onnx_tensors`` (tensor sizes and
+  external data) and ``onnx_rewrites`` (graph rewrites before onnx2torch); ``safetensors`` (liplt's
+  file format; plain files with an ``architecture.Architecture`` from the caller);
+* ``fx`` (trace, example input, prune, check) → ``walk`` (the fx walk) → ``dispatch`` (one node →
+  its registered handler) and ``elementwise`` (elementwise formulas → activations, reading ops
+  with ``op_formulas``, deciding with ``recognise``, in the terms of ``formula``);
+* ``ops/`` (the handlers, one module per op family) → ``registry`` (the converter registry),
+  ``builder`` (the interface handlers emit nodes with), ``values`` (``Sym``, ``Unsupported``),
+  ``fxnodes`` (the fx graph's modules and node names); ``supported`` (the supported-op list,
+  generated from the registry); ``check`` (graph vs module) and ``fuse`` (affine folding).
 """
 
 from __future__ import annotations
