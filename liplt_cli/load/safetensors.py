@@ -110,8 +110,11 @@ def save_safetensors(
         metadata["arch"] = arch.name if isinstance(arch, Architecture) else str(arch)
     # separate contiguous CPU copies: safetensors refuses shared storage
     payload = {k: t.detach().to("cpu").contiguous().clone() for k, t in tensors.items()}
-    data = save(payload, metadata=metadata)
-    target = Path(path)
+    _write_atomically(Path(path), save(payload, metadata=metadata))
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``target``, then rename it over ``target``."""
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=str(target.parent) if str(target.parent) else ".")
     try:
         with os.fdopen(fd, "wb") as fh:
