@@ -66,10 +66,8 @@ def test_a_unit_divisor_still_passes_gradients_to_its_parameter():
 
 
 def test_constants_that_are_not_the_modules_tensors_are_still_dropped():
-    class Plain(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = nn.Linear(4, 5), nn.Linear(5, 3)
+    class Plain(LearnedScale):
+        """The same layers, with plain constants in place of the module's own tensors."""
 
         def forward(self, x):
             return self.b(self.a(x) * 1.0 + torch.zeros(5)) / 1.0

@@ -10,7 +10,7 @@ it (any other use of Softmax is refused by the walk).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,59 +34,39 @@ def act(c: Call, name: str, **params: float) -> Sym:
     return c.cv.activation(c.src, a, c.name, c.source, c.out)
 
 
-@converts(label="ReLU", modules=(nn.ReLU,), functions=(torch.relu, F.relu), methods=("relu",))
-def h_relu(c: Call) -> Sym:
-    return act(c, "relu")
+def _simple(key: str, label: str, **keys: Any) -> Callable[[Call], Sym]:
+    """Register the handler of activation ``key`` (no parameters) under ``keys`` (see ``converts``)."""
+
+    def handler(c: Call) -> Sym:
+        return act(c, key)
+
+    handler.__name__ = handler.__qualname__ = f"h_{key}"
+    return converts(label=label, **keys)(handler)
 
 
-@converts(label="Tanh", modules=(nn.Tanh,), functions=(torch.tanh, F.tanh), methods=("tanh",))
-def h_tanh(c: Call) -> Sym:
-    return act(c, "tanh")
+h_relu = _simple("relu", "ReLU", modules=(nn.ReLU,), functions=(torch.relu, F.relu), methods=("relu",))
+h_tanh = _simple("tanh", "Tanh", modules=(nn.Tanh,), functions=(torch.tanh, F.tanh), methods=("tanh",))
+h_sigmoid = _simple("sigmoid", "Sigmoid", modules=(nn.Sigmoid,), functions=(torch.sigmoid, F.sigmoid),
+                    methods=("sigmoid",))
+h_silu = _simple("silu", "SiLU", modules=(nn.SiLU,), functions=(F.silu,))
+h_mish = _simple("mish", "Mish", modules=(nn.Mish,), functions=(F.mish,))
+h_hardsigmoid = _simple("hardsigmoid", "HardSigmoid", modules=(nn.Hardsigmoid,), functions=(F.hardsigmoid,))
+h_hardswish = _simple("hardswish", "HardSwish", modules=(nn.Hardswish,), functions=(F.hardswish,))
 
 
-@converts(label="Sigmoid", modules=(nn.Sigmoid,), functions=(torch.sigmoid, F.sigmoid), methods=("sigmoid",))
-def h_sigmoid(c: Call) -> Sym:
-    return act(c, "sigmoid")
+def _parameter(c: Call, field: str, index: int, default: float) -> Any:
+    """An activation's parameter: the module's attribute, or the function's argument."""
+    return getattr(c.mod, field) if c.mod is not None else c.arg(index, field, default)
 
 
-@converts(label="SiLU", modules=(nn.SiLU,), functions=(F.silu,))
-def h_silu(c: Call) -> Sym:
-    return act(c, "silu")
+@converts(label="LeakyReLU", modules=(nn.LeakyReLU,), functions=(F.leaky_relu,))
+def h_leaky_relu(c: Call) -> Sym:
+    return act(c, "leaky_relu", negative_slope=float(_parameter(c, "negative_slope", 1, 0.01)))
 
 
-@converts(label="Mish", modules=(nn.Mish,), functions=(F.mish,))
-def h_mish(c: Call) -> Sym:
-    return act(c, "mish")
-
-
-@converts(label="HardSigmoid", modules=(nn.Hardsigmoid,), functions=(F.hardsigmoid,))
-def h_hardsigmoid(c: Call) -> Sym:
-    return act(c, "hardsigmoid")
-
-
-@converts(label="HardSwish", modules=(nn.Hardswish,), functions=(F.hardswish,))
-def h_hardswish(c: Call) -> Sym:
-    return act(c, "hardswish")
-
-
-@converts(label="LeakyReLU", modules=(nn.LeakyReLU,))
-def h_leaky_module(c: Call) -> Sym:
-    return act(c, "leaky_relu", negative_slope=float(c.mod.negative_slope))
-
-
-@converts(label="LeakyReLU", functions=(F.leaky_relu,))
-def h_leaky_fn(c: Call) -> Sym:
-    return act(c, "leaky_relu", negative_slope=float(c.arg(1, "negative_slope", 0.01)))
-
-
-@converts(label="ELU", modules=(nn.ELU,))
-def h_elu_module(c: Call) -> Sym:
-    return act(c, "elu", alpha=float(c.mod.alpha))
-
-
-@converts(label="ELU", functions=(F.elu,))
-def h_elu_fn(c: Call) -> Sym:
-    return act(c, "elu", alpha=float(c.arg(1, "alpha", 1.0)))
+@converts(label="ELU", modules=(nn.ELU,), functions=(F.elu,))
+def h_elu(c: Call) -> Sym:
+    return act(c, "elu", alpha=float(_parameter(c, "alpha", 1, 1.0)))
 
 
 # ---------------------------------------------------------------------- clamps
@@ -121,14 +101,9 @@ def h_onnx_clip(c: Call) -> Sym:
     return clamp(c, c.mod.min_val, c.mod.max_val)
 
 
-@converts(label="Hardtanh", modules=(nn.Hardtanh,))
-def h_hardtanh_module(c: Call) -> Sym:
-    return clamp(c, c.mod.min_val, c.mod.max_val)
-
-
-@converts(label="Hardtanh", functions=(F.hardtanh,))
-def h_hardtanh_fn(c: Call) -> Sym:
-    return clamp(c, c.arg(1, "min_val", -1.0), c.arg(2, "max_val", 1.0))
+@converts(label="Hardtanh", modules=(nn.Hardtanh,), functions=(F.hardtanh,))
+def h_hardtanh(c: Call) -> Sym:
+    return clamp(c, _parameter(c, "min_val", 1, -1.0), _parameter(c, "max_val", 2, 1.0))
 
 
 @converts(label="ReLU6", modules=(nn.ReLU6,), functions=(F.relu6,))
@@ -149,14 +124,9 @@ def softplus(c: Call, beta: float, threshold: float) -> Sym:
     return act(c, "softplus", beta=beta)
 
 
-@converts(label="Softplus", modules=(nn.Softplus,))
-def h_softplus_module(c: Call) -> Sym:
-    return softplus(c, float(c.mod.beta), float(c.mod.threshold))
-
-
-@converts(label="Softplus", functions=(F.softplus,))
-def h_softplus_fn(c: Call) -> Sym:
-    return softplus(c, float(c.arg(1, "beta", 1.0)), float(c.arg(2, "threshold", 20.0)))
+@converts(label="Softplus", modules=(nn.Softplus,), functions=(F.softplus,))
+def h_softplus(c: Call) -> Sym:
+    return softplus(c, float(_parameter(c, "beta", 1, 1.0)), float(_parameter(c, "threshold", 2, 20.0)))
 
 
 @converts(label="GELU (erf and tanh forms)", modules=(nn.GELU,), functions=(F.gelu,))

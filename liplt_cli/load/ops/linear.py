@@ -43,11 +43,17 @@ def dense(c: Call, x: Sym, weight: torch.Tensor, bias: torch.Tensor | None) -> S
     return c.cv.linear(x, op, c.name, c.source)
 
 
-def reject_symbolic_weights(c: Call) -> None:
-    """The data operand is constant, so the input-dependent operand is a weight: a clear error."""
-    c.const_weight(c.arg(1, "weight"))
-    c.const_weight(c.arg(2, "bias"), "bias")
-    raise c.unsupported()
+def functional_operands(c: Call) -> tuple[Sym, torch.Tensor | None, torch.Tensor | None]:
+    """``(input, weight, bias)`` of ``F.linear``, ``F.conv*`` or ``F.conv_transpose*``.
+
+    When the data operand is constant, the input-dependent operand is a weight: a clear error.
+    """
+    x = c.arg(0, "input")
+    if not isinstance(x, Sym):
+        c.const_weight(c.arg(1, "weight"))
+        c.const_weight(c.arg(2, "bias"), "bias")
+        raise c.unsupported()
+    return x, c.const_weight(c.arg(1, "weight")), c.const_weight(c.arg(2, "bias"), "bias")
 
 
 @converts(label="Linear/Gemm", modules=(nn.Linear,))
@@ -57,10 +63,7 @@ def h_linear_module(c: Call) -> Sym:
 
 @converts(label="Linear/Gemm", functions=(F.linear,))
 def h_linear_fn(c: Call) -> Sym:
-    x = c.arg(0, "input")
-    if not isinstance(x, Sym):
-        reject_symbolic_weights(c)
-    return dense(c, x, c.const_weight(c.arg(1, "weight")), c.const_weight(c.arg(2, "bias"), "bias"))
+    return dense(c, *functional_operands(c))
 
 
 @converts(label="MatMul with a constant", onnx=("OnnxMatMul",), functions=(torch.matmul, operator.matmul, torch.mm),
@@ -155,13 +158,9 @@ def h_conv_module(c: Call) -> Sym:
 
 @converts(label="Conv1d/2d/3d", functions=(F.conv1d, F.conv2d, F.conv3d))
 def h_conv_fn(c: Call) -> Sym:
-    x = c.arg(0, "input")
-    if not isinstance(x, Sym):
-        reject_symbolic_weights(c)
-    return conv(
-        c, x, c.const_weight(c.arg(1, "weight")), c.const_weight(c.arg(2, "bias"), "bias"),
-        c.arg(3, "stride", 1), c.arg(4, "padding", 0), c.arg(5, "dilation", 1), c.arg(6, "groups", 1),
-    )
+    x, weight, bias = functional_operands(c)
+    return conv(c, x, weight, bias, c.arg(3, "stride", 1), c.arg(4, "padding", 0), c.arg(5, "dilation", 1),
+                c.arg(6, "groups", 1))
 
 
 def conv_transpose(c: Call, x: Sym, weight, bias, stride, padding, output_padding, groups, dilation) -> Sym:
@@ -188,14 +187,9 @@ def h_conv_transpose_module(c: Call) -> Sym:
 
 @converts(label="ConvTranspose", functions=(F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d))
 def h_conv_transpose_fn(c: Call) -> Sym:
-    x = c.arg(0, "input")
-    if not isinstance(x, Sym):
-        reject_symbolic_weights(c)
-    return conv_transpose(
-        c, x, c.const_weight(c.arg(1, "weight")), c.const_weight(c.arg(2, "bias"), "bias"),
-        c.arg(3, "stride", 1), c.arg(4, "padding", 0), c.arg(5, "output_padding", 0),
-        c.arg(6, "groups", 1), c.arg(7, "dilation", 1),
-    )
+    x, weight, bias = functional_operands(c)
+    return conv_transpose(c, x, weight, bias, c.arg(3, "stride", 1), c.arg(4, "padding", 0),
+                          c.arg(5, "output_padding", 0), c.arg(6, "groups", 1), c.arg(7, "dilation", 1))
 
 
 # ---------------------------------------------------------------------- batch norm
