@@ -18,6 +18,14 @@ from liplt_cli.load.registry import REGISTRY, Converter, DuplicateConverterError
 from liplt_cli.load.supported import readme_with_supported_ops, supported_ops
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def tripled(x):
+    """A new operator for the registry test (traced as one call, not through its body)."""
+    return 3.0 * x
+
+
+torch.fx.wrap("tripled")
 LOAD = ROOT / "liplt_cli" / "load"
 
 
@@ -119,6 +127,31 @@ def test_the_shared_registry_refuses_a_second_handler_for_a_registered_op():
     with pytest.raises(DuplicateConverterError, match="Conv2d"):
         converts(label="another conv", modules=(nn.Conv2d,))(lambda c: c)
     assert "another conv" not in supported_ops()
+
+
+def test_a_new_operator_is_one_registered_handler(monkeypatch):
+    from liplt_cli.load.ops.arithmetic import affine
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.b(tripled(self.a(x)))
+
+    with pytest.raises(UnsupportedOpError, match="tripled"):
+        graph_from_module(Model(), (3,))
+    monkeypatch.setattr(REGISTRY, "functions", dict(REGISTRY.functions))
+    monkeypatch.setattr(REGISTRY, "_converters", list(REGISTRY._converters))
+
+    @converts(label="tripled", functions=(tripled,))
+    def h_tripled(c):
+        return affine(c, c.src, torch.tensor(3.0), None, "triple")
+
+    graph = graph_from_module(Model(), (3,))  # (checked against the module as it loads)
+    assert [n.op.label for n in graph.nodes if hasattr(n, "op") and hasattr(n.op, "label")] == ["triple"]
+    assert "tripled" in supported_ops()
 
 
 def test_a_subclass_is_converted_by_its_nearest_registered_base():
