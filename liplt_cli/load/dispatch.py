@@ -36,7 +36,7 @@ def _is_shape_query(fxn: FxNodes, node: fx.Node) -> bool:
     return mod is not None and type(mod).__name__ == "OnnxShape"
 
 
-def _sequential(fxn: FxNodes, cv: GraphBuilder, node: fx.Node, seq: nn.Sequential, args: tuple) -> Sym:
+def _sequential(fxn: FxNodes, builder: GraphBuilder, node: fx.Node, seq: nn.Sequential, args: tuple) -> Sym:
     """A container called as one module: each child in turn, by its own handler."""
     if len(args) != 1 or not isinstance(args[0], Sym):
         raise Unsupported("Sequential", "called with several inputs")
@@ -48,7 +48,7 @@ def _sequential(fxn: FxNodes, cv: GraphBuilder, node: fx.Node, seq: nn.Sequentia
         label = f"{type(child).__name__}"
         if registered is None:
             raise Unsupported(label)
-        call = Call(cv, f"{node.name}_{child_name}", f"{label} '{node.target}.{child_name}'", label, (value,), {}, child_out, child)
+        call = Call(builder, f"{node.name}_{child_name}", f"{label} '{node.target}.{child_name}'", label, (value,), {}, child_out, child)
         value = registered.handler(call)
         if not value.stripped:
             value = Sym(value.name, child_out, None)
@@ -69,7 +69,7 @@ def _handler(fxn: FxNodes, node: fx.Node, mod: nn.Module | None) -> Handler:
     return registered.handler
 
 
-def convert(fxn: FxNodes, cv: GraphBuilder, node: fx.Node, args: tuple, kwargs: dict, out: Any) -> Any:
+def convert(fxn: FxNodes, builder: GraphBuilder, node: fx.Node, args: tuple, kwargs: dict, out: Any) -> Any:
     """Map one fx node with at least one symbolic argument (see module docstring)."""
     if _is_shape_query(fxn, node):
         return out
@@ -78,12 +78,12 @@ def convert(fxn: FxNodes, cv: GraphBuilder, node: fx.Node, args: tuple, kwargs: 
         raise Unsupported(op, "indexing into a value that depends on the input")
     mod = fxn.module(node)
     if mod is not None and type(mod) is nn.Sequential:
-        sym = _sequential(fxn, cv, node, mod, args)
+        sym = _sequential(fxn, builder, node, mod, args)
         return sym if sym.stripped else Sym(sym.name, out, node.name)
     handler = _handler(fxn, node, mod)
     if not isinstance(out, torch.Tensor):
         raise Unsupported(op, "returns several values")
-    sym = handler(Call(cv, node.name, fxn.source(node), op, tuple(args), dict(kwargs), out, mod))
+    sym = handler(Call(builder, node.name, fxn.source(node), op, tuple(args), dict(kwargs), out, mod))
     if sym.stripped:
         return sym
     return Sym(sym.name, out, node.name)

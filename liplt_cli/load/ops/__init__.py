@@ -18,7 +18,7 @@ The loader side is always one handler, registered where it is written (nothing e
 * a **new linear operator**: its op class in :mod:`liplt_cli.graph.linear_ops` (forward map,
   linear part, adjoint, norms; plus its entry in :mod:`liplt_cli.graph.serialize` if graphs
   holding it are to be saved as liplt safetensors), and one handler in the family module here
-  (e.g. :mod:`~liplt_cli.load.ops.linear`) that builds it and emits it with ``c.cv.linear(...)``;
+  (e.g. :mod:`~liplt_cli.load.ops.linear`) that builds it and emits it with ``c.builder.linear(...)``;
 * a **new activation**: its entry in :func:`liplt_cli.graph.make_activation`
   (:mod:`liplt_cli.graph.slopes`, with its slopes α, β), and one line
   ``h_name = _simple("name", "Label", modules=..., functions=..., methods=...)`` in

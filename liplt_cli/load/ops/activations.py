@@ -31,7 +31,7 @@ def act(c: Call, name: str, **params: float) -> Sym:
         a = make_activation(name, **params)
     except ValueError as exc:
         raise c.unsupported(str(exc)) from None
-    return c.cv.activation(c.src, a, c.name, c.source, c.out)
+    return c.builder.activation(c.src, a, c.name, c.source, c.out)
 
 
 def _simple(key: str, label: str, **keys: Any) -> Callable[[Call], Sym]:
@@ -145,12 +145,12 @@ def h_onnx_hardsigmoid(c: Call) -> Sym:
         # exporters store α = float32(1/6) = 0.16666667…: the activation keeps the stored α, β
         return act(c, "hardsigmoid", alpha=a, beta=b)
     x = c.src
-    y = c.cv.linear(
+    y = c.builder.linear(
         x,
-        Affine(torch.tensor(a, dtype=c.cv.dtype), torch.tensor(b, dtype=c.cv.dtype), x.shape, "HardSigmoid αx+β"),
+        Affine(torch.tensor(a, dtype=c.builder.dtype), torch.tensor(b, dtype=c.builder.dtype), x.shape, "HardSigmoid αx+β"),
         c.name + "_affine", c.source,
     )
-    return c.cv.activation(y, make_activation("clip", min=0.0, max=1.0), c.name, c.source, c.out)
+    return c.builder.activation(y, make_activation("clip", min=0.0, max=1.0), c.name, c.source, c.out)
 
 
 @converts(label="Tanh", onnx=("OnnxFunction",))

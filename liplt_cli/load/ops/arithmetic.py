@@ -26,7 +26,7 @@ from liplt_cli.load.values import Sym
 
 def per_sample_const(c: Call, x: Sym, value: Any) -> torch.Tensor:
     """A constant operand as a tensor broadcastable to ``x``'s per-sample shape."""
-    t = c.cv.const(value)
+    t = c.builder.const(value)
     if not isinstance(c.out, torch.Tensor) or tuple(c.out.shape) != tuple(x.value.shape):
         raise c.unsupported("broadcasting with the constant changes the tensor's shape")
     rank = len(x.shape)
@@ -44,8 +44,8 @@ def affine(c: Call, x: Sym, scale: torch.Tensor | None, shift: torch.Tensor | No
     if not keep and (scale is None or is_one(scale)) and (shift is None or is_zero(shift)):
         return Sym(x.name, c.out, None)  # a no-op (x - 0, x / 1, x * 1)
     if scale is None:
-        scale = torch.ones((), dtype=c.cv.dtype, device=c.cv.device)
-    return c.cv.linear(x, Affine(scale, shift, x.shape, label), c.name, c.source)
+        scale = torch.ones((), dtype=c.builder.dtype, device=c.builder.device)
+    return c.builder.linear(x, Affine(scale, shift, x.shape, label), c.name, c.source)
 
 
 def _sum_of_two(c: Call, kind: str, a: Sym, b: Sym, alpha: Any) -> Sym:
@@ -54,12 +54,12 @@ def _sum_of_two(c: Call, kind: str, a: Sym, b: Sym, alpha: Any) -> Sym:
     if a.shape != b.shape or tuple(c.out.shape) != tuple(a.value.shape):
         raise c.unsupported(f"{kind} of tensors of different shapes {list(a.shape)} and {list(b.shape)}")
     coeff = float(alpha) * (-1 if kind == "sub" else 1)
-    return c.cv.sum([a, b], c.name, c.source, c.out, () if coeff == 1 else (1.0, coeff))
+    return c.builder.sum([a, b], c.name, c.source, c.out, () if coeff == 1 else (1.0, coeff))
 
 
 def _input_then_constant(c: Call, kind: str, x: Sym, const: Any, alpha: Any) -> Sym:
     """``x (+|-|*|/) k``."""
-    k, keep = per_sample_const(c, x, const), c.cv.is_shared(const)
+    k, keep = per_sample_const(c, x, const), c.builder.is_shared(const)
     if kind == "add":
         return affine(c, x, None, k * alpha if not is_one(alpha) else k, "add constant", keep)
     if kind == "sub":
@@ -71,11 +71,11 @@ def _input_then_constant(c: Call, kind: str, x: Sym, const: Any, alpha: Any) -> 
 
 def _constant_then_input(c: Call, kind: str, const: Any, x: Sym, alpha: Any) -> Sym:
     """``k (+|-|*) x``; ``k / x`` is not linear."""
-    k, keep = per_sample_const(c, x, const), c.cv.is_shared(const)
+    k, keep = per_sample_const(c, x, const), c.builder.is_shared(const)
     if kind == "add":
         return affine(c, x, None if is_one(alpha) else torch.as_tensor(float(alpha)), k, "add constant", keep)
     if kind == "sub":
-        return affine(c, x, -torch.ones((), dtype=c.cv.dtype) * float(alpha), k, "constant minus input", keep)
+        return affine(c, x, -torch.ones((), dtype=c.builder.dtype) * float(alpha), k, "constant minus input", keep)
     if kind == "mul":
         return affine(c, x, k, None, "multiply by constant", keep)
     raise c.unsupported("division by an input-dependent tensor is not linear")
@@ -141,7 +141,7 @@ def h_rsub(c: Call) -> Sym:
 @converts(label="Neg", onnx=("OnnxNeg",), functions=(operator.neg, torch.neg), methods=("neg", "__neg__"))
 def h_neg(c: Call) -> Sym:
     x = c.src
-    return affine(c, x, -torch.ones((), dtype=c.cv.dtype, device=c.cv.device), None, "negate")
+    return affine(c, x, -torch.ones((), dtype=c.builder.dtype, device=c.builder.device), None, "negate")
 
 
 _ONNX_KINDS = {torch.add: "add", torch.sub: "sub", torch.mul: "mul"}
@@ -161,7 +161,7 @@ def h_onnx_binary(c: Call) -> Sym:
     if m.broadcast == 1 and m.axis is not None and isinstance(a, Sym) and not isinstance(b, Sym):
         from onnx2torch.utils.common import old_style_broadcast
 
-        b = old_style_broadcast(a.value, c.cv.const(b), m.axis)
+        b = old_style_broadcast(a.value, c.builder.const(b), m.axis)
     return binary(c, kind, a, b)
 
 
@@ -172,4 +172,4 @@ def h_onnx_sum(c: Call) -> Sym:
     shapes = {a.shape for a in c.args}
     if len(shapes) != 1 or tuple(c.out.shape[1:]) != c.args[0].shape:
         raise c.unsupported("Sum of tensors of different shapes")
-    return c.cv.sum(list(c.args), c.name, c.source, c.out)
+    return c.builder.sum(list(c.args), c.name, c.source, c.out)

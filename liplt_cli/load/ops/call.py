@@ -23,7 +23,7 @@ __all__ = ["Call", "int_tuple", "is_one", "is_zero"]
 
 @dataclass
 class Call:
-    cv: GraphBuilder
+    builder: GraphBuilder
     name: str  # base name for emitted nodes
     source: str  # user-facing description of the op, e.g. "Conv2d 'features.0'"
     op: str  # op label for errors
@@ -62,7 +62,7 @@ class Call:
                 f"node '{self.name}' ({self.op}): its {what} depends on the model input; "
                 "only constant weights are supported"
             )
-        return self.cv.const(value)
+        return self.builder.const(value)
 
 
 def int_tuple(v: Any, n: int) -> tuple[int, ...]:

@@ -40,7 +40,7 @@ def dense(c: Call, x: Sym, weight: torch.Tensor, bias: torch.Tensor | None) -> S
         else:
             raise c.unsupported(f"bias of shape {list(bias.shape)}")
     op = Dense(weight, bias, x.shape, x.shape[:-1] + (weight.shape[0],))
-    return c.cv.linear(x, op, c.name, c.source)
+    return c.builder.linear(x, op, c.name, c.source)
 
 
 def functional_operands(c: Call) -> tuple[Sym, torch.Tensor | None, torch.Tensor | None]:
@@ -76,20 +76,20 @@ def h_matmul(c: Call) -> Sym:
             "product do); only products with a constant weight are supported"
         )
     if isinstance(a, Sym):
-        w = c.cv.const(b)
+        w = c.builder.const(b)
         if w.dim() != 2:
             raise c.unsupported(f"constant factor of rank {w.dim()}")
         return dense(c, a, w.t(), None)
     # constant @ x: acts on the second-to-last axis of x.
-    w = c.cv.const(a)
+    w = c.builder.const(a)
     x = b
     if w.dim() != 2 or len(x.shape) < 2:
         raise c.unsupported("constant @ input needs a 2-D constant and an input of rank >= 2 per sample")
     r = len(x.shape)
     perm = tuple(range(r - 2)) + (r - 1, r - 2)
-    t = c.cv.linear(x, Permute(perm, x.shape), c.name + "_T", c.source)
+    t = c.builder.linear(x, Permute(perm, x.shape), c.name + "_T", c.source)
     y = dense(c, t, w, None)
-    return c.cv.linear(y, Permute(perm, y.shape), c.name + "_Tback", c.source)
+    return c.builder.linear(y, Permute(perm, y.shape), c.name + "_Tback", c.source)
 
 
 @converts(label="Linear/Gemm", onnx=("OnnxGemm",))
@@ -129,7 +129,7 @@ def _named_padding(c: Call, x: Sym, padding: str, k: tuple[int, ...], dilation: 
     pads: list[int] = []
     for d in reversed(range(n)):
         pads += [left[d], right[d]]
-    return c.cv.linear(x, Pad(tuple(pads), x.shape), c.name + "_pad", c.source), (0,) * n
+    return c.builder.linear(x, Pad(tuple(pads), x.shape), c.name + "_pad", c.source), (0,) * n
 
 
 def conv(c: Call, x: Sym, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation, groups: int) -> Sym:
@@ -145,7 +145,7 @@ def conv(c: Call, x: Sym, weight: torch.Tensor, bias: torch.Tensor | None, strid
         (x.shape[1 + d] + 2 * padding[d] - dilation[d] * (k[d] - 1) - 1) // stride[d] + 1 for d in range(n)
     )
     op = Conv(weight, bias, stride, padding, dilation, int(groups), x.shape, (weight.shape[0], *out_spatial))
-    return c.cv.linear(x, op, c.name, c.source)
+    return c.builder.linear(x, op, c.name, c.source)
 
 
 @converts(label="Conv1d/2d/3d", modules=(nn.Conv1d, nn.Conv2d, nn.Conv3d))
@@ -172,7 +172,7 @@ def conv_transpose(c: Call, x: Sym, weight, bias, stride, padding, output_paddin
         weight, bias, int_tuple(stride, n), int_tuple(padding, n), int_tuple(output_padding, n),
         int_tuple(dilation, n), int(groups), x.shape, out_shape,
     )
-    return c.cv.linear(x, op, c.name, c.source)
+    return c.builder.linear(x, op, c.name, c.source)
 
 
 @converts(label="ConvTranspose", modules=(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d))
@@ -205,7 +205,7 @@ def batchnorm(c: Call, x: Sym, mean, var, weight, bias, eps: float) -> Sym:
     if len(x.shape) < 1 or scale.numel() != x.shape[0]:
         raise c.unsupported(f"BatchNorm over {scale.numel()} channels on input {list(x.shape)}")
     op = Affine(scale.reshape(view), shift.reshape(view), x.shape, "batchnorm")
-    return c.cv.linear(x, op, c.name, c.source)
+    return c.builder.linear(x, op, c.name, c.source)
 
 
 @converts(label="BatchNorm (eval)", modules=(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))

@@ -26,10 +26,10 @@ from liplt_cli.load.values import Sym
 def _count_exclude_pad(c: Call, y: Sym, x: Sym, k: tuple[int, ...], s: tuple[int, ...], p: tuple[int, ...]) -> Sym:
     """Rescale each output cell of a sum-over-``|k|`` pooling to the mean over its non-padded cells."""
     n = len(k)
-    ones = torch.ones(1, 1, *x.shape[1:], dtype=c.cv.dtype, device=c.cv.device)
+    ones = torch.ones(1, 1, *x.shape[1:], dtype=c.builder.dtype, device=c.builder.device)
     frac = F.conv2d if n == 2 else (F.conv1d if n == 1 else F.conv3d)
-    covered = frac(ones, torch.ones(1, 1, *k, dtype=c.cv.dtype, device=c.cv.device), None, s, p)[0]
-    return c.cv.linear(y, Affine(math.prod(k) / covered, None, y.shape, "average over non-padded cells"),
+    covered = frac(ones, torch.ones(1, 1, *k, dtype=c.builder.dtype, device=c.builder.device), None, s, p)[0]
+    return c.builder.linear(y, Affine(math.prod(k) / covered, None, y.shape, "average over non-padded cells"),
                        c.name + "_count", c.source)
 
 
@@ -43,12 +43,12 @@ def avgpool(c: Call, x: Sym, kernel, stride, padding, ceil_mode: bool, count_inc
     p = int_tuple(padding, n)
     channels = x.shape[0]
     area = math.prod(k)
-    weight = torch.full((channels, 1, *k), 1.0 / (divisor or area), dtype=c.cv.dtype, device=c.cv.device)
+    weight = torch.full((channels, 1, *k), 1.0 / (divisor or area), dtype=c.builder.dtype, device=c.builder.device)
     out_spatial = tuple((x.shape[1 + d] + 2 * p[d] - k[d]) // s[d] + 1 for d in range(n))
     if check_out and tuple(c.out.shape[2:]) != out_spatial:
         raise c.unsupported("ceil_mode adds partial windows")
     op = Conv(weight, None, s, p, (1,) * n, channels, x.shape, (channels, *out_spatial))
-    y = c.cv.linear(x, op, c.name, c.source)
+    y = c.builder.linear(x, op, c.name, c.source)
     if not count_include_pad and any(p) and not divisor:
         y = _count_exclude_pad(c, y, x, k, s, p)
     return y
@@ -95,7 +95,7 @@ def global_average(c: Call, x: Sym, keepdim: bool = True) -> Sym:
     k = tuple(x.shape[1:])
     y = avgpool(c, x, k, k, 0, False, True, None, check_out=False)
     if not keepdim:
-        y = c.cv.linear(y, Reshape(y.shape, (x.shape[0],)), c.name + "_squeeze", c.source)
+        y = c.builder.linear(y, Reshape(y.shape, (x.shape[0],)), c.name + "_squeeze", c.source)
     return y
 
 
@@ -135,7 +135,7 @@ def maxpool(c: Call, x: Sym, kernel, stride, padding, dilation, ceil_mode: bool,
     k = int_tuple(kernel, n)
     block = MaxPool(k, int_tuple(stride if stride not in (None, [], ()) else k, n), int_tuple(padding, n),
                     int_tuple(dilation, n), bool(ceil_mode))
-    return c.cv.block(x, block, c.name, c.source, c.out)
+    return c.builder.block(x, block, c.name, c.source, c.out)
 
 
 @converts(label="MaxPool", modules=(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d))

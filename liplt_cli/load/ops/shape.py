@@ -54,7 +54,7 @@ def h_reshape(c: Call) -> Sym:
     shape = tuple(out.shape[1:])
     if shape == x.shape:
         return Sym(x.name, out, None)
-    return c.cv.linear(x, Reshape(x.shape, shape), c.name, c.source, value=out)
+    return c.builder.linear(x, Reshape(x.shape, shape), c.name, c.source, value=out)
 
 
 def permute(c: Call, x: Sym, perm: list[int]) -> Sym:
@@ -65,7 +65,7 @@ def permute(c: Call, x: Sym, perm: list[int]) -> Sym:
     per = tuple(p - 1 for p in perm[1:])
     if per == tuple(range(rank - 1)):
         return Sym(x.name, c.out, None)
-    return c.cv.linear(x, Permute(per, x.shape), c.name, c.source)
+    return c.builder.linear(x, Permute(per, x.shape), c.name, c.source)
 
 
 @converts(label="Transpose/Permute", functions=(torch.permute,), methods=("permute",))
@@ -108,7 +108,7 @@ def pad(c: Call, x: Sym, pads: Any, mode: str = "constant", value: Any = 0) -> S
         pads = pads[:-2]
     if not any(pads):
         return Sym(x.name, c.out, None)
-    return c.cv.linear(x, Pad(tuple(pads), x.shape), c.name, c.source)
+    return c.builder.linear(x, Pad(tuple(pads), x.shape), c.name, c.source)
 
 
 def _onnx_pads_to_torch(pads: list[int]) -> list[int]:
@@ -152,7 +152,7 @@ def cat(c: Call, tensors: list[Any], dim: int) -> Sym:
     dim = int(dim) % rank
     if dim == 0:
         raise c.unsupported("Concat along the batch axis")
-    return c.cv.concat(list(tensors), dim - 1, c.name, c.source, c.out)
+    return c.builder.concat(list(tensors), dim - 1, c.name, c.source, c.out)
 
 
 @converts(label="Concat", functions=(torch.cat, torch.concat, torch.concatenate))
