@@ -109,6 +109,42 @@ def test_cosine_schedule_survives_an_interrupted_run(tmp_path):
         assert torch.equal(v, again.model.state_dict()[k]), k
 
 
+def test_exponential_schedule_rates_and_exact_resume(tmp_path):
+    """The reference's schedule: the recorded rates are lr·γ^k, and an interrupted run resumes exactly."""
+    data = _data()
+    kw = dict(epochs=4, lr_schedule="exponential", lr_decay_start=1, lr_min=1e-5)
+    full = loop.train(_cfg(tmp_path / "f", **kw), data=data)
+    assert [r["lr"] for r in full.records] == pytest.approx([1e-2, 1e-3, 1e-4, 1e-5], rel=1e-12)
+    ckpt = torch.load(tmp_path / "f" / "run" / "checkpoint.pt", weights_only=True)
+    assert ckpt["optimizer"]["param_groups"][0]["eps"] == 1e-7  # the reference's Adam ε
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_second(rec):  # noqa: ANN001
+        if rec["epoch"] == 2:
+            raise Crash
+
+    cfg = _cfg(tmp_path / "p", **kw)
+    with pytest.raises(Crash):
+        loop.train(cfg, data=data, on_epoch=crash_after_second)
+    again = loop.train(cfg, data=data, resume=True)
+    assert again.resumed_from_epoch == 1
+    assert [r["lr"] for r in again.records] == [r["lr"] for r in full.records]
+    assert [r["loss"] for r in again.records] == [r["loss"] for r in full.records]
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, again.model.state_dict()[k]), k
+
+
+def test_validation_every_n_epochs_and_the_last(tmp_path):
+    res = loop.train(_cfg(tmp_path, epochs=4, val_every=2), data=_data())
+    validated = [r["epoch"] for r in res.records if r["val_acc"] is not None]
+    assert validated == [1, 3, 4]
+    skipped = res.records[1]
+    assert (skipped["val_certified"], skipped["mean_lij"], skipped["certified_source"]) == (None, None, None)
+    assert skipped["mean_lij_estimate"] > 0  # the training estimate is logged every epoch
+
+
 def test_resume_without_checkpoint_is_an_error(tmp_path):
     from liplt_cli.errors import ArgumentError
 
