@@ -196,3 +196,39 @@ def test_certified_accuracy_by_hand():
     assert loop.certified_accuracy(logits, y, lip, 2.0) == pytest.approx(1 / 3)
     assert loop.certified_accuracy(logits, y, lip, 0.5) == pytest.approx(2 / 3)
     assert math.isnan(loop.certified_accuracy(logits[:0], y[:0], lip, 0.5))
+
+
+def test_input_normalisation_inside_the_model_scales_the_constants(tmp_path):
+    """x ↦ (x − 0.5)/0.5 first: same logits as the bare net on 2x − 1, pairwise constants ×2 (pixel units)."""
+    from liplt_cli.lipschitz import compute_bounds
+    from liplt_cli.load import graph_from_module
+    from liplt_cli.train.archs import Normalise, build_arch
+
+    torch.manual_seed(0)
+    normed = build_arch("mlp:12", (1, 6, 6), 4, mean=[0.5], std=[0.5])
+    assert isinstance(normed[0], Normalise)
+    bare = build_arch("mlp:12", (1, 6, 6), 4)
+    shifted = {f"{int(k.split('.')[0]) - 1}.{k.split('.', 1)[1]}": v for k, v in normed.state_dict().items()}
+    bare.load_state_dict({k: v for k, v in shifted.items() if not k.startswith("-1.")})
+    x = torch.rand(5, 1, 6, 6)
+    torch.testing.assert_close(normed(x), bare(2 * x - 1))
+    a = compute_bounds(graph_from_module(normed, (1, 6, 6)), methods=("liplt",)).methods["liplt"].pairwise
+    b = compute_bounds(graph_from_module(bare, (1, 6, 6)), methods=("liplt",)).methods["liplt"].pairwise
+    torch.testing.assert_close(torch.tensor(a), 2 * torch.tensor(b), rtol=1e-9, atol=0.0)
+    with pytest.raises(Exception, match="go together"):
+        build_arch("mlp:12", (1, 6, 6), 4, mean=[0.5])
+
+
+@pytest.mark.skipif(not loader_available(), reason="liplt_cli.load.load_model not in the repository yet")
+def test_a_run_with_input_normalisation_exports_it(tmp_path):
+    from liplt_cli.load import load_model
+
+    res = loop.train(_cfg(tmp_path, input_mean=(0.5,), input_std=(0.25,)), data=_data())
+    assert res.records[-1]["val_certified"] is not None
+    x = torch.rand(3, 1, 6, 6)
+    with torch.no_grad():
+        ref = res.model.eval()(x)
+    graph = load_model(res.files["safetensors"])
+    torch.testing.assert_close(graph.evaluate(x), ref, rtol=1e-5, atol=1e-5)
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (cfg["input_mean"], cfg["input_std"]) == ([0.5], [0.25])

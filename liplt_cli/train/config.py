@@ -72,6 +72,8 @@ class TrainConfig:
     warmup_epochs: int = 1
     power_iterations: int = 10
     eps: float = 1.58
+    input_mean: tuple[float, ...] | None = None  # per channel; with input_std puts x ↦ (x − mean)/std
+    input_std: tuple[float, ...] | None = None  # first in the model, so radii are in raw pixel units
     augment_flip: bool = False
     augment_rotate: float = 0.0  # degrees
     augment_translate: float = 0.0  # fraction of the image size
@@ -114,6 +116,10 @@ class TrainConfig:
         for name, value in nonneg.items():
             if not value >= 0:
                 raise ArgumentError(f"{name.replace('_', '-')} must be non-negative, got {value}")
+        if (self.input_mean is None) != (self.input_std is None):
+            raise ArgumentError("input_mean and input_std go together: give both or neither")
+        if self.input_std is not None and any(not v > 0 for v in self.input_std):
+            raise ArgumentError(f"input_std must be positive, got {list(self.input_std)}")
         if not 0 <= self.val_fraction <= 0.25:
             raise ArgumentError(f"val-fraction must be in [0, 0.25], got {self.val_fraction}")
         if self.limit is not None and self.limit <= 0:
@@ -169,8 +175,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        if d["train_indices"] is not None:
-            d["train_indices"] = list(d["train_indices"])
+        for name in _TUPLE_FIELDS:
+            if d[name] is not None:
+                d[name] = list(d[name])
         return d
 
     def replace(self, **changes: Any) -> "TrainConfig":
@@ -180,6 +187,9 @@ class TrainConfig:
         if unknown:
             raise ArgumentError(f"unknown training option(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **kept).validate()
+
+
+_TUPLE_FIELDS = ("train_indices", "input_mean", "input_std")
 
 
 def _scheduled(value: float, schedule: str, epoch: int, cfg: TrainConfig) -> float:
@@ -200,6 +210,9 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     data = dict(data)
     if data.get("train_indices") is not None:
         data["train_indices"] = tuple(int(v) for v in data["train_indices"])
+    for name in ("input_mean", "input_std"):
+        if data.get(name) is not None:
+            data[name] = tuple(float(v) for v in data[name])
     return TrainConfig(**data).validate()
 
 

@@ -308,7 +308,7 @@ def _train(
 
     data = data if data is not None else prepare_data(cfg)
     input_shape = data.input_shape
-    model = build_arch(cfg.arch, input_shape, data.num_classes, cfg.activation).to(device)
+    model = build_arch(cfg.arch, input_shape, data.num_classes, cfg.activation, cfg.input_mean, cfg.input_std).to(device)
     graph = _graph_from_module(model, input_shape) if cfg.method != "none" or cfg.sound_validation else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     sched = _make_scheduler(opt, cfg)
