@@ -179,3 +179,17 @@ def test_bad_arguments():
         soft_radius(logits, labels, _sym_lip(), 0.0)
     with pytest.raises(ArgumentError, match="shape"):
         hard_radius(logits, labels, torch.ones(3, 3))
+
+
+def test_reference_units_reparametrisation():
+    """Radii in [−1, 1] units are twice the pixel-unit radii (L doubles): λ·(1/t)·LSE(−t·R_ref)
+    equals (2λ)·(1/(2t))·LSE(−2t·R), and R_ref < 0.2 ⟺ R < 0.1 (the CIFAR-10 recipe)."""
+    lip = _sym_lip(9)
+    g = torch.Generator().manual_seed(10)
+    logits = torch.randn(128, K, generator=g) * 0.3
+    labels = logits.argmax(1)  # every point correct, so only the cut-off selects
+    labels[:8] = (labels[:8] + 1) % K
+    ref = crm_loss(logits, labels, lip, lam=15.0, t=5.0, cutoff=0.2)  # L in [−1, 1] units
+    pix = crm_loss(logits, labels, 2 * lip, lam=30.0, t=10.0, cutoff=0.1)  # L in pixel units
+    assert ref.active == pix.active and 0 < ref.active < ref.correct
+    assert pix.total.item() == pytest.approx(ref.total.item(), rel=1e-6)

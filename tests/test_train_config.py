@@ -15,8 +15,14 @@ def test_shipped_recipes_are_the_papers():
         "4C3F", 512, 1e-3, 30.0, 2.2, 5.0, 10, 1.58)
     assert not (m.augment_flip or m.augment_rotate or m.augment_translate)
     c = load_recipe("cifar10_6c2f")
-    assert (c.arch, c.augment_flip, c.augment_rotate, c.augment_translate) == ("6C2F", True, 10.0, 0.1)
+    assert (c.arch, c.augment_flip, c.augment_rotate, c.augment_translate, c.augment_fill) == (
+        "6C2F", True, 10.0, 0.1, 0.5)
     assert c.eps == pytest.approx(36 / 255)
+    # the reference's x ↦ (x − 0.5)/0.5 inside the model; its λ 15, t 5, cut-off 0.2 in [−1, 1] units
+    # are λ 30, t 10, cut-off 0.1 in pixel units (radii halve)
+    assert (c.input_mean, c.input_std) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert (c.lam, c.temperature, c.cutoff) == (30.0, 10.0, 0.1)
+    assert (m.input_mean, m.input_std) == (None, None)
     # the reference's schedule, optimiser, loss normalisation and split (its train.py / README commands)
     for r, decay, iterations in ((m, 25, 10), (c, 200, 5)):
         assert (r.epochs, r.lr_schedule, r.lr_decay_start, r.lr_min, r.adam_eps) == (

@@ -181,6 +181,29 @@ def test_augment_keeps_shape_and_is_identity_when_off():
         assert torch.equal(f[i], x[i]) or torch.equal(f[i], x[i].flip(-1))
 
 
+def test_translation_moves_whole_pixels_and_fills_the_border():
+    """Like torchvision's RandomAffine(translate=f): a shift of round(U(−f·W, f·W)) pixels, border = fill."""
+    x = torch.rand(16, 2, 8, 8) + 2.0  # no pixel equals the fill
+    torch.manual_seed(1)
+    y = augment(x, False, 0.0, 0.25, fill=0.5)
+    shifts = set()
+    for i in range(16):
+        found = None
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                want = torch.full_like(x[i], 0.5)
+                src = x[i][:, max(0, -dy):8 - max(0, dy), max(0, -dx):8 - max(0, dx)]
+                want[:, max(0, dy):8 - max(0, -dy), max(0, dx):8 - max(0, -dx)] = src
+                if torch.equal(y[i], want):
+                    found = (dx, dy)
+        assert found is not None, i
+        shifts.add(found)
+    assert len(shifts) > 3  # several different shifts were drawn
+    r = augment(x, False, 10.0, 0.0, fill=0.5)  # nearest sampling: every pixel is an input pixel or the fill
+    values = set(x.flatten().tolist()) | {0.5}
+    assert set(r.flatten().tolist()) <= values
+
+
 def test_split_holds_out_validation():
     d = _data(100)
     assert d.x_val.shape[0] == 16 and d.x_train.shape[0] == 84

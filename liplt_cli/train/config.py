@@ -76,7 +76,8 @@ class TrainConfig:
     input_std: tuple[float, ...] | None = None  # first in the model, so radii are in raw pixel units
     augment_flip: bool = False
     augment_rotate: float = 0.0  # degrees
-    augment_translate: float = 0.0  # fraction of the image size
+    augment_translate: float = 0.0  # fraction of the image size (whole pixels)
+    augment_fill: float = 0.0  # pixel value of the area a rotation/translation uncovers
     val_fraction: float = 0.1  # share of the training split held out for validation
     val_size: int | None = None  # held-out count; overrides val_fraction when set
     val_every: int = 5  # validate on epochs 1, 1 + val_every, ... and the last

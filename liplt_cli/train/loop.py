@@ -373,7 +373,7 @@ def _train(
             idx = order[step * local_batch : (step + 1) * local_batch]
             xb = data.x_train[idx].to(device, non_blocking=True)
             yb = data.y_train[idx].to(device, non_blocking=True)
-            xb = augment(xb, cfg.augment_flip, cfg.augment_rotate, cfg.augment_translate)
+            xb = augment(xb, cfg.augment_flip, cfg.augment_rotate, cfg.augment_translate, cfg.augment_fill)
             logits = net(xb)
             lip = None
             if cfg.method != "none":
