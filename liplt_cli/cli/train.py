@@ -15,9 +15,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from liplt_cli.cli.options import DeviceChoice, DeviceOpt, JsonOpt, parse_eps
+from liplt_cli.cli.options import DeviceChoice, DeviceOpt, JsonOpt, parse_eps, parse_float_list
 from liplt_cli.cli.render import fmt, print_json, progress, stderr_console, stdout_console
 from liplt_cli.errors import ArgumentError
+
+
+def _tuple(values: list[float] | None) -> tuple[float, ...] | None:
+    return None if values is None else tuple(values)
 
 
 def _pct(v: float | None) -> str:
@@ -51,6 +55,9 @@ def register(app: typer.Typer) -> None:
         warmup_epochs: Annotated[Optional[int], typer.Option("--warmup-epochs", help="Epochs of plain cross-entropy before the robust term.")] = None,
         power_iterations: Annotated[Optional[int], typer.Option("--power-iterations", help="Warm-started power iterations per step.")] = None,
         eps: Annotated[Optional[str], typer.Option("--eps", help="ε (ℓ2) of the validation certified accuracy, e.g. 1.58 or 36/255.")] = None,
+        input_mean: Annotated[Optional[str], typer.Option("--input-mean", help="Per-channel mean, e.g. 0.5,0.5,0.5: the model starts with (x − mean)/std, so radii and ε are in raw pixel units.")] = None,
+        input_std: Annotated[Optional[str], typer.Option("--input-std", help="Per-channel std used with --input-mean.")] = None,
+        augment_fill: Annotated[Optional[float], typer.Option("--augment-fill", help="Pixel value of the area an augmentation's rotation/translation uncovers. [default: 0.0]")] = None,
         limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N training samples.")] = None,
         val_size: Annotated[Optional[int], typer.Option("--val-size", help="Held-out validation samples (at most a quarter); overrides --val-fraction.")] = None,
         val_fraction: Annotated[Optional[float], typer.Option("--val-fraction", help="Share of the training split held out for validation (the reference's 90/10 split). [default: 0.1]")] = None,
@@ -92,6 +99,8 @@ def register(app: typer.Typer) -> None:
             g=g, robust_normalisation=robust_normalisation, warmup_epochs=warmup_epochs,
             power_iterations=power_iterations, eps=eps_v, limit=limit,
             val_size=val_size, val_fraction=val_fraction, val_every=val_every, out=out, seed=seed, train_indices=indices,
+            input_mean=_tuple(parse_float_list(input_mean, "--input-mean")),
+            input_std=_tuple(parse_float_list(input_std, "--input-std")), augment_fill=augment_fill,
             device=device.value if isinstance(device, DeviceChoice) else str(device),
             sound_validation=False if fast_validation else None,
         )
