@@ -27,7 +27,8 @@ def test_shipped_recipes_are_the_papers():
     for r, decay, iterations in ((m, 25, 10), (c, 200, 5)):
         assert (r.epochs, r.lr_schedule, r.lr_decay_start, r.lr_min, r.adam_eps) == (
             400, "exponential", decay, 1e-6, 1e-7)
-        assert (r.robust_normalisation, r.g, r.method, r.power_iterations) == ("batch", "lse", "liplt", iterations)
+        assert (r.robust_normalisation, r.g, r.method, r.power_iterations, r.power_gradient) == (
+            "batch", "lse", "liplt", iterations, "iterations")
         assert (r.val_fraction, r.val_size, r.val_every) == (0.1, None, 5)
         assert (r.lam_schedule, r.cutoff_schedule) == ("constant", "constant")
 
@@ -59,6 +60,7 @@ def test_schedules():
         ({"colour": "red"}, "unknown key"),
         ({"lr_schedule": "step"}, "unknown lr_schedule"),
         ({"robust_normalisation": "mean"}, "unknown robust_normalisation"),
+        ({"power_gradient": "both"}, "unknown power_gradient"),
         ({"val_fraction": 0.5}, "val-fraction must be in"),
         ({"val_every": 0}, "val-every must be positive"),
         ({"adam_eps": 0.0}, "adam-eps must be positive"),

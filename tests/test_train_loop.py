@@ -145,6 +145,22 @@ def test_validation_every_n_epochs_and_the_last(tmp_path):
     assert skipped["mean_lij_estimate"] > 0  # the training estimate is logged every epoch
 
 
+@pytest.mark.parametrize("power_gradient, through", [("iterations", True), ("final", False)])
+def test_power_gradient_reaches_the_engine(tmp_path, monkeypatch, power_gradient, through):
+    calls = []
+    real = loop._pairwise
+
+    def spy(graph, method, state, iterations, through_iterations=False):  # noqa: ANN001
+        calls.append((torch.is_grad_enabled(), through_iterations))
+        return real(graph, method, state, iterations, through_iterations)
+
+    monkeypatch.setattr(loop, "_pairwise", spy)
+    loop.train(_cfg(tmp_path, epochs=2, warmup_epochs=1, power_gradient=power_gradient), data=_data())
+    warm_up, robust = calls[:3], calls[3:]  # 3 steps per epoch
+    assert warm_up == [(False, False)] * 3  # no gradient needed while λ = 0
+    assert robust == [(True, through)] * 3
+
+
 def test_resume_without_checkpoint_is_an_error(tmp_path):
     from liplt_cli.errors import ArgumentError
 

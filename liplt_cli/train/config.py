@@ -39,6 +39,7 @@ METHODS = ("liplt", "naive", "none")
 SCHEDULES = ("constant", "linear")
 LR_SCHEDULES = ("constant", "cosine", "exponential")
 NORMALISATIONS = ("batch", "active")
+POWER_GRADIENTS = ("iterations", "final")
 # epoch-valued settings that ``TrainConfig.with_epochs`` rescales with the run length
 SCALED_EPOCH_FIELDS = ("warmup_epochs", "lr_decay_start", "ramp_epochs")
 
@@ -71,6 +72,9 @@ class TrainConfig:
     method: str = "liplt"
     warmup_epochs: int = 1
     power_iterations: int = 10
+    # gradient of the power estimates: through the step's iterations ("iterations", the reference
+    # code's; smaller constants) or through the last product with the vectors held fixed ("final")
+    power_gradient: str = "iterations"
     eps: float = 1.58
     input_mean: tuple[float, ...] | None = None  # per channel; with input_std puts x ↦ (x − mean)/std
     input_std: tuple[float, ...] | None = None  # first in the model, so radii are in raw pixel units
@@ -101,6 +105,10 @@ class TrainConfig:
         if self.robust_normalisation not in NORMALISATIONS:
             raise ArgumentError(
                 f"unknown robust_normalisation '{self.robust_normalisation}'; choose from {', '.join(NORMALISATIONS)}"
+            )
+        if self.power_gradient not in POWER_GRADIENTS:
+            raise ArgumentError(
+                f"unknown power_gradient '{self.power_gradient}'; choose from {', '.join(POWER_GRADIENTS)}"
             )
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                     "temperature": self.temperature, "power_iterations": self.power_iterations,

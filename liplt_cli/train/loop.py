@@ -5,8 +5,10 @@ constants :math:`L_{yi}` of the *current* weights with
 ``pairwise_bound_tensor(graph, method, state=state, iterations=n)`` (LipLT or naive), on a layer
 graph built once with ``graph_from_module`` that shares the model's parameter tensors, so the
 matrix is differentiable in the weights and the optimiser's in-place updates are seen by the
-graph. The power-iteration vectors are warm-started from the previous step (``state``). The
-loss is :func:`liplt_cli.train.loss.crm_loss` (eq. 6).
+graph. The power-iteration vectors are warm-started from the previous step (``state``); the
+gradient flows through that step's iterations (``power_gradient="iterations"``, as the reference
+code does) or only through the last product (``"final"``). The loss is
+:func:`liplt_cli.train.loss.crm_loss` (eq. 6).
 
 At the end of the first epoch, of every ``val_every``-th after it and of the last (the
 reference validates every 5 epochs): clean accuracy and certified accuracy at the training ε on
@@ -93,10 +95,10 @@ def _graph_from_module(module: nn.Module, input_shape: tuple[int, ...]) -> Any:
     return graph_from_module(module, input_shape)
 
 
-def _pairwise(graph: Any, method: str, state: Any, iterations: int) -> tuple[torch.Tensor, Any]:
+def _pairwise(graph: Any, method: str, state: Any, iterations: int, through: bool = False) -> tuple[torch.Tensor, Any]:
     from liplt_cli.lipschitz import pairwise_bound_tensor
 
-    return pairwise_bound_tensor(graph, method=method, state=state, iterations=iterations)
+    return pairwise_bound_tensor(graph, method=method, state=state, iterations=iterations, through_iterations=through)
 
 
 def _sound_pairwise(graph: Any) -> torch.Tensor:
@@ -379,7 +381,8 @@ def _train(
             if cfg.method != "none":
                 t_l = time.perf_counter()
                 if lam > 0:
-                    lip, state = _pairwise(graph, cfg.method, state, cfg.power_iterations)
+                    through = cfg.power_gradient == "iterations"
+                    lip, state = _pairwise(graph, cfg.method, state, cfg.power_iterations, through)
                 else:  # warm-up: keep the power vectors warm and log L_ij, no gradient needed
                     with torch.no_grad():
                         lip, state = _pairwise(graph, cfg.method, state, cfg.power_iterations)
