@@ -30,7 +30,8 @@ uses only its generic terms for it.
 Lipschitz block of constant 1 followed by the scalar map :math:`c\,\cdot` (so the constant stays a
 tensor, differentiable in training).  On the collapsed graph
 
-* the naive recursion (eq. 11) is the **designed bound**: per pair,
+* the naive recursion (eq. 11) is the **designed bound** (reported only when every recognised
+  block is certified): per pair,
   :math:`\|(e_i-e_j)^\top \text{head}\| \cdot \prod c_k \cdot` (norms of the linear maps between
   the blocks), the product of certified per-layer bounds of the paper's section 3;
 * the LipLT recursion (eq. 16) is a sound bound too, at most the designed one (Proposition 3).
@@ -394,7 +395,7 @@ def with_designed_terms(
                 f"generic recursion), so LipLT ≤ designed; {note}",
             ),
         )
-    if want_designed:
+    if want_designed and not failed:  # the designed product is claimed only when every block is certified
         d = sub["naive"]
         out[DESIGNED] = replace(
             d, method=DESIGNED, guarantee=Guarantee.weakest([d.guarantee, Guarantee.UPPER_BOUND]),
