@@ -298,14 +298,15 @@ def certify_block(graph: LayerGraph, block: BlockMatch) -> BlockCertificate:
         sigma = _certified_norm_dense(a)
     else:
         sigma = _certified_norm_conv(a.reshape(inner_op.weight.shape), inner_op)
-    sigma += 4 * _U * a_fro * spread  # rounding of √|t| and of the products forming A
+    sigma += 4 * _U * a_fro * spread * (1 + 2 * (a.numel() + 2) * _U)  # rounding of √|t| and of the products forming A
     lhs = sigma * sigma * (1 + 4 * _U)
     rhs = 2 * s / (alpha + beta) * (1 - 4 * _U)
     if not lhs <= rhs:
         return _fail(block, f"the Proposition 2 condition fails: ‖diag(√|t|)W‖² ≤ {lhs:.9g} is not ≤ 2√ρ/(α+β) = {rhs:.9g}")
     # G's departure from Wᵀdiag(t): E (computed with ≤ 2u(|G| + |tW|) error per entry)
-    e_norm = (e_fro + 2 * _U * (g_fro + float(torch.linalg.vector_norm(tw)))) * spread * (1 + 4 * _U)
-    w_norm = float(torch.linalg.vector_norm(w)) * spread * (1 + 4 * _U)
+    fro = 1 + 2 * (w.numel() + 2) * _U  # the computed Frobenius norms' own rounding
+    e_norm = (e_fro + 2 * _U * (g_fro + float(torch.linalg.vector_norm(tw)))) * spread * fro
+    w_norm = float(torch.linalg.vector_norm(w)) * spread * fro
     lip_phi = max(abs(alpha), abs(beta))
     constant = (s + lip_phi * e_norm * w_norm) * (1 + 8 * _U)
     return BlockCertificate(block, constant, s, f"certified: √ρ = {s:.9g}, fold residual ≤ {constant - s:.3g}")
