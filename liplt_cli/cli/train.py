@@ -21,7 +21,6 @@ from liplt_cli.cli.options import DeviceChoice, DeviceOpt, JsonOpt, parse_eps
 from liplt_cli.cli.render import fmt, print_json, progress, stderr_console, stdout_console
 from liplt_cli.errors import ArgumentError
 from liplt_cli.paths import check_output_dir, require_regular_file
-from liplt_cli.train.archs import check_arch
 
 
 def _pct(v: float | None) -> str:
@@ -63,6 +62,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         from liplt_cli.train import loop
+        from liplt_cli.train.archs import check_arch
         from liplt_cli.train.config import TrainConfig, load_recipe
 
         # Everything is validated before anything is printed or written (--out is created by the
@@ -142,7 +142,7 @@ def validate_run(cfg, resume: bool) -> None:  # noqa: ANN001
     Raises :class:`ArgumentError` (exit 2) before anything is created.
     """
     from liplt_cli.train import loop
-    from liplt_cli.train.archs import ACTIVATIONS
+    from liplt_cli.train.archs import ACTIVATIONS, check_arch
 
     for field, value in cfg.to_dict().items():
         if isinstance(value, float) and not math.isfinite(value):
