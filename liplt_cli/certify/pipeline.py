@@ -47,6 +47,8 @@ def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
     if constants.norm != norm:
         raise ArgumentError(f"pairwise constants are for the ℓ{constants.norm:g} norm, not ℓ{norm:g}")
     step = (lambda d, t: progress("radii", d, t)) if progress else None  # noqa: E731
+    if step:
+        step(0, x.shape[0])
     radii = certified_radii(graph, x, dataset.y, constants, batch_size=batch_size, device=device, progress=step)
     pgd_robust = None
     attack_seconds = 0.0
@@ -58,6 +60,8 @@ def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
                 counts = ", ".join(f"{int(k.sum())} at ε={e:.4g}" for k, e in zip(skip, eps))
                 notes.append(f"PGD skipped the samples already certified ({counts}): sound radii mean no attack can break them")
         step = (lambda d, t: progress("attack", d, t)) if progress else None  # noqa: E731
+        if step:
+            step(0, len(eps) * x.shape[0])
         pgd_robust, attack_seconds = robust_under_attack(graph, x, dataset.y, list(eps), norm, attack_settings,
                                                          batch_size=batch_size, device=device, skip=skip,
                                                          progress=step)

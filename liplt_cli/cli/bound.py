@@ -37,7 +37,7 @@ from liplt_cli.cli.options import (
     model_source_options,
     resolve_device,
 )
-from liplt_cli.cli.render import fmt, print_json, progress, stdout_console
+from liplt_cli.cli.render import StageProgress, fmt, print_json, stdout_console
 
 
 class MethodChoice(str, Enum):
@@ -165,13 +165,8 @@ def register(app: typer.Typer) -> None:
         graph = source.load(model)
         methods = ("naive", "liplt") if method is MethodChoice.all else (method.value,)
         options = EngineOptions(norm=norm.value, fast=fast, iterations=iterations, explicit_budget=explicit_budget)
-        with progress(enabled=not json_out) as bar:
-            task = bar.add_task("computing norms", total=None)
-
-            def on_progress(phase: str, done: int, total: int) -> None:
-                bar.update(task, description=phase, completed=done, total=total)
-
-            result = compute_bounds(graph, options, methods=methods, device=dev, progress=on_progress, model=str(model))
+        with StageProgress(enabled=not json_out) as report:
+            result = compute_bounds(graph, options, methods=methods, device=dev, progress=report, model=str(model))
         if json_out:
             print_json(result.to_dict())
         else:

@@ -25,7 +25,6 @@ certified_accuracy, passed, rule} (null without --min-certified).
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -98,7 +97,7 @@ def register(app: typer.Typer) -> None:
         source: ModelSource,
     ) -> None:
         from liplt_cli.certify import AttackSettings, certify
-        from liplt_cli.cli.render import print_json, progress, stdout_console
+        from liplt_cli.cli.render import StageProgress, print_json, stdout_console
         from liplt_cli.data import load_dataset
 
         eps_values = parse_eps(eps) if eps is not None else None
@@ -126,16 +125,7 @@ def register(app: typer.Typer) -> None:
         dataset = load_dataset(data, split=split, data_dir=data_dir, limit=limit)
         if eps_values is None:
             eps_values = default_eps(dataset.sample_shape[0] if len(dataset.sample_shape) == 3 else 1, norm.p)
-        show = not json_out and sys.stderr.isatty()
-        with progress(enabled=show) as bar:
-            tasks: dict[str, int] = {}
-
-            def report(stage: str, done: int, total: int) -> None:
-                key = stage.split(":")[0]
-                if key not in tasks:
-                    tasks[key] = bar.add_task(key, total=total)
-                bar.update(tasks[key], completed=done, total=total, description=stage)
-
+        with StageProgress(enabled=not json_out) as report:
             result = certify(graph, dataset, eps_values, norm.p, fast=fast, attack=not no_attack,
                              attack_settings=AttackSettings(steps=attack_steps, restarts=restarts),
                              batch_size=batch_size, device=dev, model_name=str(model), progress=report)

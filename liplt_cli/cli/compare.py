@@ -40,7 +40,7 @@ from liplt_cli.cli.options import (
     model_source_options,
     resolve_device,
 )
-from liplt_cli.cli.render import fmt, print_json, progress, stdout_console, stderr_console
+from liplt_cli.cli.render import StageProgress, fmt, print_json, stdout_console, stderr_console
 
 if TYPE_CHECKING:
     from liplt_cli.compare.result import ComparisonResult
@@ -162,15 +162,10 @@ def register(app: typer.Typer) -> None:
                 raise ModelLoadError(f"model file '{m}' does not exist")
         dev = resolve_device(device)
         graphs = [(str(m), source.load(m)) for m in models]
-        with progress(enabled=not json_out) as bar:
-            task = bar.add_task("comparing", total=len(graphs) * len(chosen))
-
-            def on_progress(msg: str) -> None:
-                bar.update(task, description=msg, advance=1)
-
+        with StageProgress(enabled=not json_out) as report:
             result = compare_models(
                 graphs, norm=norm.p, methods=chosen, device=dev, lower_samples=samples,
-                lower_steps=ascent_steps, seed=seed, progress=on_progress, lipsdp_max_neurons=lipsdp_max_neurons,
+                lower_steps=ascent_steps, seed=seed, progress=report, lipsdp_max_neurons=lipsdp_max_neurons,
             )
         if plot is not None:
             plot_comparison(result, plot)

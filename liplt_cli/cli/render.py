@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Any
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 
 def stdout_console() -> Console:
     """Console for results; when stdout is a pipe or file, wide enough for the tables."""
+    from rich.console import Console
+
     console = Console(file=sys.stdout, soft_wrap=False)
     if not console.is_terminal:
         console = Console(file=sys.stdout, soft_wrap=False, width=max(console.width, 160))
@@ -20,6 +25,8 @@ def stdout_console() -> Console:
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(file=sys.stderr, soft_wrap=False)
 
 
@@ -41,6 +48,8 @@ def print_json(data: dict[str, Any]) -> None:
 
 def progress(enabled: bool = True) -> Progress:
     """A progress bar on stderr (hidden with ``--json`` or when stderr is not a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -59,3 +68,75 @@ def fmt(value: float | None, digits: int = 4) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return f"{value:.{digits}g}"
+
+
+class StageProgress:
+    """Shows the library's ``progress(label, done, total)`` reports while a command runs.
+
+    On a terminal: one Rich bar per stage (the label's part before the first ``": "``, e.g.
+    ``constants``), advancing with an ETA and restarting with each phase.  On a pipe or file:
+    lines on stderr, ``[  12.3 s] constants: explicit maps (lt): exact norms 3/10, about 40 s
+    left``: one when a phase starts, one after each step that took ``long_step_s`` seconds or
+    more, and one every ``every_s`` seconds in between; nothing during the first ``quiet_s``
+    seconds (a quick run prints nothing).  Disabled (``--json``): nothing.  Use as a context
+    manager; the object itself is the callback.
+    """
+
+    def __init__(self, enabled: bool = True, stream: TextIO | None = None, quiet_s: float = 0.5,
+                 long_step_s: float = 2.0, every_s: float = 10.0) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.quiet_s, self.long_step_s, self.every_s = quiet_s, long_step_s, every_s
+        self.start = self.last_update = time.monotonic()
+        self.bar: Progress | None = None
+        self.tasks: dict[str, tuple[Any, int, int]] = {}  # stage → (bar task, done, total)
+        self.label: str | None = None
+        self.label_shown = False
+        self.last_line = self.start
+        self.rate: dict[str, tuple[float, int]] = {}  # stage → (time, done) of its first report
+
+    def __enter__(self) -> "StageProgress":
+        if self.enabled and self.stream.isatty():
+            self.bar = progress(enabled=True)
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(kind, exc, tb)
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        stage = label.split(": ", 1)[0]
+        if self.bar is not None:
+            if stage not in self.tasks:
+                self.tasks[stage] = (self.bar.add_task(label, total=total, completed=done), done, total)
+                return
+            task, before, before_total = self.tasks[stage]
+            if done < before or total != before_total:
+                self.bar.reset(task, total=total, completed=done, description=label)  # a new phase: a new ETA
+            else:
+                self.bar.update(task, completed=done, description=label)
+            self.tasks[stage] = (task, done, total)
+            return
+        now = time.monotonic()
+        first = self.rate.get(label)
+        if first is None or done < first[1]:
+            self.rate[label] = first = (now, done)
+        if label != self.label:
+            self.label, self.label_shown = label, False
+        due = (not self.label_shown or now - self.last_line >= self.every_s
+               or now - self.last_update >= self.long_step_s)
+        self.last_update = now
+        if due and now - self.start >= self.quiet_s:
+            self._line(label, done, total, now, first)
+
+    def _line(self, label: str, done: int, total: int, now: float, first: tuple[float, int]) -> None:
+        text = f"[{now - self.start:6.1f} s] {label} {done}/{total}"
+        since, done_then = first
+        if total and done > done_then and done < total:
+            left = (now - since) / (done - done_then) * (total - done)
+            text += f", about {left:.0f} s left"
+        print(text, file=self.stream, flush=True)
+        self.label_shown, self.last_line = True, now

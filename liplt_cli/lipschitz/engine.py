@@ -79,10 +79,14 @@ def _fill_terms(
         for (k, s), v in est.items():
             terms.offer(mode, k, s, v, Guarantee.ESTIMATE)
         return pstate.last_relative_change
+    if progress:
+        progress(f"structural bounds ({mode.value})", 0, 1)
     for (k, s), (value, label) in structural().items():
         terms.offer(mode, k, s, value, label)
     if structure.p != 2:
         abs_propagation_terms(structure, mode, pairs, terms)
+    if progress:
+        progress(f"structural bounds ({mode.value})", 1, 1)
     pending = [
         (k, s) for k, s in pairs
         if terms.get(mode, k, s).guarantee is not Guarantee.EXACT and affordable(structure, k, s, opts)

@@ -42,7 +42,7 @@ import importlib.util
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -303,8 +303,11 @@ def lipsdp_bounds(
     specs: tuple[str, ...] = ("global", "per_class", "pairwise"),
     max_neurons: int = DEFAULT_MAX_NEURONS,
     solver: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> MethodBound | SkippedMethod:
     """LipSDP-Neuron upper bounds (ℓ2): global, per-class and pairwise, one SDP per spec row.
+
+    ``progress(label, done, total)`` is called after each SDP.
 
     Returns a :class:`MethodBound` (method ``"lipsdp"``) or a :class:`SkippedMethod` saying why
     it did not run (cvxpy missing, norm ≠ 2, not a feed-forward chain, too many neurons).
@@ -347,8 +350,10 @@ def lipsdp_bounds(
     certified = 0
     notes: list[str] = []
     solve = _Solver(prob, chosen)
-    for kind, i, j, c in rows:
+    for done, (kind, i, j, c) in enumerate(rows, start=1):
         sol = solve(c)
+        if progress is not None:
+            progress("SDPs", done, len(rows))
         certified += sol.certified
         if not sol.certified and sol.note:
             notes.append(f"{kind} {i},{j}: {sol.note} (status {sol.status})")
