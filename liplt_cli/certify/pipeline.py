@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable, Sequence
 
@@ -10,8 +11,10 @@ import torch
 from liplt_cli.certify.attack import AttackSettings, robust_under_attack
 from liplt_cli.certify.radius import PairwiseConstants, certified_radii, check_labels, engine_constants, match_inputs
 from liplt_cli.certify.result import CertifyResult
+from liplt_cli.certify.sanity import chance_level_warnings, input_range_warnings
 from liplt_cli.errors import ArgumentError
 from liplt_cli.lipschitz.options import parse_norm
+from liplt_cli.notes import warnings_in
 
 StageProgress = Callable[[str, int, int], None]
 
@@ -38,7 +41,8 @@ def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
     graph = graph.detached().to(device)
     check_labels(dataset.y, graph.num_classes, f"the data ({dataset.name})")
     x = match_inputs(dataset.x, graph.input_shape, f"the data ({dataset.name})")
-    notes: list[str] = []
+    notes: list[str] = [*warnings_in(graph.notes), *dataset.notes]
+    notes += input_range_warnings(eps, norm, attack_settings.box, math.prod(graph.input_shape))
     if dataset.num_classes != graph.num_classes:
         notes.append(f"the data has {dataset.num_classes} classes, the model {graph.num_classes} outputs")
     if constants is None:
@@ -65,6 +69,7 @@ def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
         pgd_robust, attack_seconds = robust_under_attack(graph, x, dataset.y, list(eps), norm, attack_settings,
                                                          batch_size=batch_size, device=device, skip=skip,
                                                          progress=step)
+    notes += chance_level_warnings(radii.prediction, dataset.y, graph.num_classes)
     return CertifyResult(
         model=model_name,
         data=dataset.summary(),

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from liplt_cli.lipschitz.result import Guarantee, norm_name
+from liplt_cli.notes import warnings_in
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class CertifyResult:
             "timings": dict(self.timings),
             "device": self.device,
             "notes": list(self.notes),
+            "warnings": warnings_in(self.notes),
             "gate": self.gate.to_dict() if self.gate else None,
         }
 

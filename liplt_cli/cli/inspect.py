@@ -25,7 +25,7 @@ from typing import Any
 import typer
 
 from liplt_cli.cli.options import JsonOpt, ModelArg, ModelSource, model_source_options
-from liplt_cli.cli.render import print_json, stdout_console
+from liplt_cli.cli.render import print_json, print_warnings, stdout_console
 
 
 def _render(summary: dict[str, Any]) -> None:
@@ -66,7 +66,7 @@ def _render(summary: dict[str, Any]) -> None:
         f"{summary['num_classes']} classes"
     )
     for note in summary["notes"]:
-        console.print(f"[bold]note:[/] {note}")
+        console.print(f"[bold]note:[/] {escape(note)}")
 
 
 def register(app: typer.Typer) -> None:
@@ -80,6 +80,7 @@ def register(app: typer.Typer) -> None:
 
         graph = source.load(model)
         summary = graph_summary(graph, str(model))
+        print_warnings(graph.notes)
         if json_out:
             print_json(summary)
         else:

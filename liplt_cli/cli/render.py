@@ -7,7 +7,7 @@ import math
 import sys
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Iterable, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -140,3 +140,33 @@ class StageProgress:
             text += f", about {left:.0f} s left"
         print(text, file=self.stream, flush=True)
         self.label_shown, self.last_line = True, now
+
+
+def warn(text: str) -> None:
+    """One ``warning: …`` line on stderr."""
+    print(f"warning: {' '.join(str(text).split())}", file=sys.stderr, flush=True)
+
+
+def print_warnings(notes: Iterable[str]) -> None:
+    """Each warning among ``notes`` (:mod:`liplt_cli.notes`) as one ``warning: …`` line on stderr."""
+    from liplt_cli.notes import warnings_in
+
+    for note in warnings_in(notes):
+        warn(note)
+
+
+def other_notes(notes: Iterable[str]) -> list[str]:
+    """The notes that are not warnings (printed as ``note: …`` with the results)."""
+    from liplt_cli.notes import WarningNote
+
+    return [n for n in notes if not isinstance(n, WarningNote)]
+
+
+def add_warnings(result: Any, texts: Iterable[str]) -> Any:
+    """``result`` (a frozen dataclass with ``notes``) with the command line's own warnings added."""
+    from dataclasses import replace
+
+    from liplt_cli.notes import warning
+
+    added = tuple(warning(t) for t in texts)
+    return replace(result, notes=tuple(result.notes) + added) if added else result

@@ -6,6 +6,7 @@ from typing import Any
 
 from liplt_cli.graph.graph import LayerGraph
 from liplt_cli.graph.walk import NodeRecords
+from liplt_cli.notes import warnings_in
 
 
 class _NodeSummary(NodeRecords):
@@ -54,4 +55,5 @@ def graph_summary(graph: LayerGraph, model: str) -> dict[str, Any]:
         "parameters": int(graph.parameter_count()),
         "nodes": nodes,
         "notes": list(graph.notes),
+        "warnings": warnings_in(graph.notes),
     }

@@ -55,6 +55,7 @@ from liplt_cli.lipschitz.structural import abs_propagation_terms, p_bounds, segm
 from liplt_cli.lipschitz.structure import CUT, LT, Structure, analyse
 from liplt_cli.lipschitz.terms import Terms, count_labels, output_terms
 from liplt_cli.lipschitz.transform import Mode
+from liplt_cli.notes import warnings_in
 
 Progress = Callable[[str, int, int], None]
 Pairs = list[tuple[str, str]]
@@ -199,6 +200,7 @@ def compute_bounds(
             "fast": opts.fast, "iterations": opts.iterations if opts.fast else None,
             "explicit_budget": opts.explicit_budget, "explicit_max_side": opts.explicit_max_side,
         },
+        notes=tuple(warnings_in(graph.notes)),
     )
 
 
