@@ -34,8 +34,13 @@ EpsilonLike = Union[str, float, int, Epsilon]
 
 
 def _number_text(value: float) -> str:
-    """A float as the shortest text that reads back as the same value (``0.1412``, ``1.58``)."""
-    return repr(float(value)) if float(value) != int(value) else f"{value:g}"
+    """A label for a number given as a number: its shortest exact text (``1.58``, ``0.5``) when
+    that is short, else four significant digits (``36/255`` passed as a float shows as ``0.1412``)."""
+    value = float(value)
+    if value == int(value):
+        return f"{value:g}"
+    text = repr(value)
+    return text if len(text) <= 8 else f"{value:.4g}"
 
 
 def _parse_one(item: str) -> Epsilon:

@@ -12,6 +12,7 @@ from liplt_cli.certify.attack import AttackSettings, robust_under_attack
 from liplt_cli.certify.radius import PairwiseConstants, certified_radii, check_labels, engine_constants, match_inputs
 from liplt_cli.certify.result import CertifyResult
 from liplt_cli.certify.sanity import chance_level_warnings, input_range_warnings
+from liplt_cli.eps import EpsilonLike, parse_epsilons
 from liplt_cli.errors import ArgumentError
 from liplt_cli.lipschitz.options import parse_norm
 from liplt_cli.notes import warnings_in
@@ -19,7 +20,7 @@ from liplt_cli.notes import warnings_in
 StageProgress = Callable[[str, int, int], None]
 
 
-def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
+def certify(graph, dataset, eps: EpsilonLike | Sequence[EpsilonLike], norm: float | str = 2.0, *,
             constants: PairwiseConstants | None = None, fast: bool = False, attack: bool = True,
             attack_settings: AttackSettings = AttackSettings(), batch_size: int = 256,
             device: str | torch.device = "cpu", model_name: str = "",
@@ -29,12 +30,14 @@ def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
     The pairwise constants come from ``constants`` when given, else from the engine
     (:func:`~liplt_cli.certify.radius.engine_constants`: sound unless ``fast``).  Radii follow
     eq. 4; PGD (unless ``attack=False``) skips samples already certified with sound constants,
-    which PGD cannot break.  ``progress(stage, done, total)`` reports each stage
+    which PGD cannot break.  ``eps`` takes what ``--eps`` takes: ``"36/255"``, ``"0.5,1.58"``,
+    numbers or :class:`~liplt_cli.eps.Epsilon` values; the result keeps each ε's text as given
+    (``eps_text``) for display.  ``progress(stage, done, total)`` reports each stage
     (``constants: …``, ``radii``, ``attack``).  The library never prints.
     """
     norm = parse_norm(norm)
-    if not eps:
-        raise ArgumentError("no ε value given")
+    given = parse_epsilons(eps)
+    eps = [e.value for e in given]
     if batch_size <= 0:
         raise ArgumentError(f"--batch-size must be positive, got {batch_size}")
     start = time.perf_counter()
@@ -42,7 +45,7 @@ def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
     check_labels(dataset.y, graph.num_classes, f"the data ({dataset.name})")
     x = match_inputs(dataset.x, graph.input_shape, f"the data ({dataset.name})")
     notes: list[str] = [*warnings_in(graph.notes), *dataset.notes]
-    notes += input_range_warnings(eps, norm, attack_settings.box, math.prod(graph.input_shape))
+    notes += input_range_warnings(given, norm, attack_settings.box, math.prod(graph.input_shape))
     if dataset.num_classes != graph.num_classes:
         notes.append(f"the data has {dataset.num_classes} classes, the model {graph.num_classes} outputs")
     if constants is None:
@@ -61,7 +64,7 @@ def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
         if constants.sound:
             skip = torch.stack([radii.radius > e for e in eps])
             if bool(skip.any()):
-                counts = ", ".join(f"{int(k.sum())} at ε={e:.4g}" for k, e in zip(skip, eps))
+                counts = ", ".join(f"{int(k.sum())} at ε={e.text}" for k, e in zip(skip, given))
                 notes.append(f"PGD skipped the samples already certified ({counts}): sound radii mean no attack can break them")
         step = (lambda d, t: progress("attack", d, t)) if progress else None  # noqa: E731
         if step:
@@ -74,7 +77,8 @@ def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
         model=model_name,
         data=dataset.summary(),
         norm=norm,
-        eps=tuple(float(e) for e in eps),
+        eps=tuple(eps),
+        eps_text=tuple(e.text for e in given),
         index=dataset.index.clone(),
         label=dataset.y.clone(),
         prediction=radii.prediction,

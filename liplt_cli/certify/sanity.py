@@ -7,6 +7,7 @@ from typing import Sequence
 
 import torch
 
+from liplt_cli.eps import Epsilon
 from liplt_cli.notes import warning
 
 #: clean accuracy at most this multiple of 1/K is "at chance level" (warned about)
@@ -32,7 +33,7 @@ def chance_level_warnings(prediction: torch.Tensor, label: torch.Tensor, num_cla
     )]
 
 
-def input_range_warnings(eps: Sequence[float], norm: float, box: tuple[float, float] | None, size: int) -> list[str]:
+def input_range_warnings(eps: Sequence[float | Epsilon], norm: float, box: tuple[float, float] | None, size: int) -> list[str]:
     """A warning for each ε larger than the ℓp diameter of the input box ``[lo, hi]^size``.
 
     No two inputs are further apart than (hi − lo)·size^(1/p), so a ball of a larger radius holds
@@ -44,6 +45,6 @@ def input_range_warnings(eps: Sequence[float], norm: float, box: tuple[float, fl
     diameter = (hi - lo) * (1.0 if math.isinf(norm) else size ** (1.0 / norm))
     name = "ℓ∞" if math.isinf(norm) else f"ℓ{norm:g}"
     return [warning(
-        f"ε = {e:g} is larger than the input range allows: inputs lie in [{lo:g}, {hi:g}]^{size}, whose {name} "
-        f"diameter is {diameter:.4g}, so the ball holds every input (is ε in other units, e.g. {e:g}/255?)"
-    ) for e in eps if e > diameter]
+        f"ε = {e} is larger than the input range allows: inputs lie in [{lo:g}, {hi:g}]^{size}, whose {name} "
+        f"diameter is {diameter:.4g}, so the ball holds every input (is ε in other units, e.g. {e}/255?)"
+    ) for e in eps if float(e) > diameter]

