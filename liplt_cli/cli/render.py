@@ -9,6 +9,8 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Iterable, TextIO
 
+from liplt_cli.display import significant
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
@@ -63,11 +65,10 @@ def progress(enabled: bool = True) -> Progress:
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
+    """``value`` with ``digits`` significant digits (:func:`liplt_cli.display.significant`), ``—`` for None."""
     if value is None:
         return "—"
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return f"{value:.{digits}g}"
+    return significant(value, digits)
 
 
 class StageProgress:
