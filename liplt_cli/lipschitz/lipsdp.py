@@ -327,7 +327,8 @@ def lipsdp_bounds(
     if prob.n0 + prob.n > max_neurons:
         return SkippedMethod(
             "lipsdp",
-            f"too large: {prob.n} hidden neurons + {prob.n0} input dims > {max_neurons} (SDP size grows as its square)",
+            f"too large: {prob.n} hidden neurons + {prob.n0} input directions (the rank of the first layer, which "
+            f"reads {ff.weights[0].shape[1]} inputs) = {prob.n + prob.n0} > {max_neurons} (SDP size grows as its square)",
         )
     chosen = solver or _pick_solver()
     if chosen is None:
