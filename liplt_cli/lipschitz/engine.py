@@ -40,6 +40,7 @@ Module layout: :mod:`.options` (settings), :mod:`.transform` (modes, slopes),
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from typing import Any, Callable, Sequence
 
 import torch
@@ -206,6 +207,11 @@ def compute_bounds(
 
 def _options(options: EngineOptions | None, settings: dict[str, Any]) -> EngineOptions:
     if options is None:
+        known = {f.name for f in fields(EngineOptions)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ValueError(f"unknown engine setting {', '.join(map(repr, unknown))}; the settings are "
+                             f"{', '.join(f.name for f in fields(EngineOptions))}")
         return EngineOptions(**settings)
     if settings:
         raise ValueError(
@@ -213,5 +219,6 @@ def _options(options: EngineOptions | None, settings: dict[str, Any]) -> EngineO
             f"(got options and {', '.join(sorted(settings))})"
         )
     if not isinstance(options, EngineOptions):
-        raise ValueError(f"options must be an EngineOptions, got {type(options).__name__}")
+        hint = f" (for the norm write norm={options!r})" if isinstance(options, (str, int, float)) else ""
+        raise ValueError(f"options must be an EngineOptions, got {type(options).__name__}{hint}")
     return options

@@ -24,6 +24,12 @@ class Guarantee(str, Enum):
     UPPER_BOUND = "upper bound"
     ESTIMATE = "estimate"
 
+    def __str__(self) -> str:  # the label, as every table and the JSON show it
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
     @staticmethod
     def weakest(labels: list["Guarantee"]) -> "Guarantee":
         """The label of a quantity composed of terms with ``labels`` (sums/products of them)."""
