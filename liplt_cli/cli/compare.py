@@ -4,7 +4,7 @@ Examples::
 
     liplt compare model.onnx                                  # every method, ℓ2
     liplt compare a.onnx b.onnx --methods naive,liplt,lower   # several models, some methods
-    liplt compare model.onnx --plot compare.png               # bars per method, log scale
+    liplt compare model.onnx --plot compare.png               # bars per method, linear from 0
     liplt compare model.onnx --json                           # the JSON contract below
 
 One row per (model, method): mean pairwise L_ij, mean L_i + L_j, mean √2·L (ℓ2 only), the
