@@ -142,6 +142,8 @@ def run(argv: list[str] | None = None) -> int:
     """
     try:
         result = app(args=argv, standalone_mode=False, prog_name="liplt")
+        if result == 130:  # newer Typer turns Ctrl-C into a silent exit code 130 (older releases raise it)
+            print("interrupted", file=sys.stderr)
         return result if isinstance(result, int) else 0
     except LipltError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
