@@ -79,3 +79,25 @@ def test_piped_compare_reports_inside_each_method(monkeypatch, capsys) -> None:
     err = capsys.readouterr().err
     assert f"{EXAMPLE}: liplt: explicit maps (lt)" in err
     assert re.search(rf"{re.escape(EXAMPLE)}: lower: ascent \d+/\d+", err), err
+
+
+def test_piped_progress_keeps_moving_while_one_step_runs_long() -> None:
+    """One exact norm can take a minute: on a pipe a line still comes every ``every_s`` seconds."""
+    import io
+    import time
+
+    from liplt_cli.cli.render import StageProgress
+
+    stream = io.StringIO()
+    with StageProgress(stream=stream, quiet_s=0.0, every_s=0.2) as report:
+        report("constants: explicit maps (cut): exact norms", 6, 7)
+        time.sleep(1.0)  # the seventh norm, without a report
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("constants: explicit maps (cut): exact norms 6/7"), lines
+    running = [ln for ln in lines if "exact norms 6/7, step running (no report for" in ln]
+    assert len(running) >= 2, lines
+    with StageProgress(stream=(quiet := io.StringIO()), quiet_s=0.0, every_s=0.2) as report:
+        report("radii", 5, 5)  # finished: nothing more to say
+        time.sleep(0.6)
+    (line,) = quiet.getvalue().splitlines()
+    assert line.endswith("] radii 5/5"), line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Iterable, TextIO
@@ -78,9 +79,11 @@ class StageProgress:
     ``constants``), advancing with an ETA and restarting with each phase.  On a pipe or file:
     lines on stderr, ``[  12.3 s] constants: explicit maps (lt): exact norms 3/10, about 40 s
     left``: one when a phase starts, one after each step that took ``long_step_s`` seconds or
-    more, and one every ``every_s`` seconds in between; nothing during the first ``quiet_s``
-    seconds (a quick run prints nothing).  Disabled (``--json``): nothing.  Use as a context
-    manager; the object itself is the callback.
+    more, and one every ``every_s`` seconds in between, also while one step runs on without a
+    report (``…, step running (no report for 20 s)``, from a background thread: one long exact
+    norm does not look hung); nothing during the first ``quiet_s`` seconds (a quick run prints
+    nothing).
+    Disabled (``--json``): nothing.  Use as a context manager; the object itself is the callback.
     """
 
     def __init__(self, enabled: bool = True, stream: TextIO | None = None, quiet_s: float = 0.5,
@@ -95,16 +98,46 @@ class StageProgress:
         self.label_shown = False
         self.last_line = self.start
         self.rate: dict[str, tuple[float, int]] = {}  # stage → (time, done) of its first report
+        self.current: tuple[str, int, int] | None = None  # the last report (pipe mode)
+        self.reports = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.heartbeat: threading.Thread | None = None
 
     def __enter__(self) -> "StageProgress":
         if self.enabled and self.stream.isatty():
             self.bar = progress(enabled=True)
             self.bar.__enter__()
+        elif self.enabled:
+            self.heartbeat = threading.Thread(target=self._beat, name="liplt-progress", daemon=True)
+            self.heartbeat.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop.set()
+        if self.heartbeat is not None:
+            self.heartbeat.join()
         if self.bar is not None:
             self.bar.__exit__(kind, exc, tb)
+
+    def _beat(self) -> None:
+        """Pipe mode: a line every ``every_s`` seconds while a step runs on without a report."""
+        seen, silent = -1, 0
+        while not self.stop.wait(self.every_s):
+            with self.lock:
+                if self.reports != seen:  # something was reported since the last beat
+                    seen, silent = self.reports, 0
+                    continue
+                silent += 1
+                if self.current is None or not self.label_shown:
+                    continue
+                label, done, total = self.current
+                if total and done >= total:
+                    continue
+                now = time.monotonic()
+                print(f"[{now - self.start:6.1f} s] {label} {done}/{total}, step running "
+                      f"(no report for {silent * self.every_s:.0f} s)", file=self.stream, flush=True)
+                self.last_line = now
 
     def __call__(self, label: str, done: int, total: int) -> None:
         if not self.enabled:
@@ -121,7 +154,13 @@ class StageProgress:
                 self.bar.update(task, completed=done, description=label)
             self.tasks[stage] = (task, done, total)
             return
+        with self.lock:
+            self._report(label, done, total)
+
+    def _report(self, label: str, done: int, total: int) -> None:
         now = time.monotonic()
+        self.current = (label, done, total)
+        self.reports += 1
         first = self.rate.get(label)
         if first is None or done < first[1]:
             self.rate[label] = first = (now, done)
