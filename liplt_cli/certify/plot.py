@@ -38,6 +38,7 @@ def certify_figure(result: CertifyResult):
     import torch
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     radius = result.radius.double()
     correct = (result.prediction == result.label) & (radius > 0)
@@ -59,12 +60,18 @@ def certify_figure(result: CertifyResult):
     if result.pgd_accuracy is not None:
         pairs = sorted(zip(result.eps, result.pgd_accuracy))
         ax.plot([e for e, _ in pairs], [a for _, a in pairs], "o-", color="tab:red", label="PGD accuracy (empirical)")
-    for e, a in zip(result.eps, result.certified_accuracy):
+    labelled: list[float] = []
+    for e, a in sorted(zip(result.eps, result.certified_accuracy)):
+        if labelled and e - labelled[-1] < 0.08 * top:
+            continue  # too close to the last label to read; the histogram's legend has every value
+        labelled.append(e)
         # below-left of the marker: PGD accuracy is at or above it and the curve falls to the right,
         # so the label stays off both lines (straight below near ε = 0, where there is no room on the left)
-        left = e > 0.1 * top
-        ax.annotate(f"{a:.1%}", (e, a), textcoords="offset points", xytext=(-6, -7) if left else (2, -15),
-                    ha="right" if left else "center", va="top", fontsize=8, color="tab:blue")
+        # (above-left when the marker sits on the ε axis, where below would hit the tick labels)
+        left, low = e > 0.1 * top, a < 0.06
+        ax.annotate(f"{a:.1%}", (e, a), textcoords="offset points",
+                    xytext=(-6, 5 if low else -7) if left else (2, 12 if low else -15),
+                    ha="right" if left else "center", va="bottom" if low else "top", fontsize=8, color="tab:blue")
     ax.set_xlim(0, top)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(f"ε ({norm})")
@@ -79,6 +86,7 @@ def certify_figure(result: CertifyResult):
     for k, i in enumerate(order):
         hx.axvline(result.eps[i], color=_EPS_COLORS[k % len(_EPS_COLORS)], linestyle=_EPS_STYLES[k % len(_EPS_STYLES)],
                    linewidth=1.3, label=f"ε = {result.eps_text[i]}: {result.certified_accuracy[i]:.1%} certified")
+    hx.yaxis.set_major_locator(MaxNLocator(integer=True))
     hx.set_xlim(0, top)
     hx.set_xlabel(f"certified radius R(x) ({norm})")
     hx.set_ylabel("correctly classified samples")
