@@ -103,9 +103,9 @@ def _pairwise(graph: Any, method: str, state: Any, iterations: int, through: boo
 
 def _sound_pairwise(graph: Any) -> torch.Tensor:
     """Sound pairwise LipLT constants of the current weights (every entry exact or an upper bound)."""
-    from liplt_cli.lipschitz import compute_bounds
+    from liplt_cli.lipschitz import EngineOptions, compute_bounds
 
-    result = compute_bounds(graph, norm=2.0, methods=("liplt",), fast=False)
+    result = compute_bounds(graph, EngineOptions(norm=2.0, fast=False), methods=("liplt",))
     return torch.tensor(result.methods["liplt"].pairwise, dtype=torch.float64)
 
 
