@@ -10,6 +10,7 @@ from torch import nn
 from liplt_cli.errors import ArgumentError
 from liplt_cli.lipschitz import EngineOptions, compute_bounds
 from liplt_cli.load import graph_from_module, load_model
+from liplt_cli.radius import certified_accuracy, certified_radius
 from liplt_cli.train import loop
 from liplt_cli.train.archs import build_arch
 from liplt_cli.train.config import TrainConfig
@@ -212,7 +213,7 @@ def test_training_loop_validates_the_current_weights(tmp_path):
     lip = torch.tensor(compute_bounds(graph, EngineOptions(norm=2.0), methods=("liplt",)).methods["liplt"].pairwise)
     with torch.no_grad():
         logits = graph.evaluate(data.x_val).double()
-    assert loop.certified_accuracy(logits, data.y_val, lip, cfg.eps) == last["val_certified"]
+    assert certified_accuracy(certified_radius(logits, data.y_val, lip), [cfg.eps])[0] == last["val_certified"]
     assert loop._mean_offdiag(lip) == pytest.approx(last["mean_lij"], rel=1e-6)
 
 

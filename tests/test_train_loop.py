@@ -228,13 +228,19 @@ def test_split_holds_out_validation():
 
 
 def test_certified_accuracy_by_hand():
+    """Training's validation and ``liplt certify`` share eq. 4 and certified accuracy (liplt_cli.radius)."""
+    from liplt_cli.certify import certified_accuracy as certify_accuracy
+    from liplt_cli.radius import certified_accuracy, certified_radius
+
+    assert certify_accuracy is certified_accuracy
     logits = torch.tensor([[3.0, 0.0], [0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
     lip = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
     y = torch.tensor([0, 1, 1])
     # radii 3, 1, misclassified
-    assert loop.certified_accuracy(logits, y, lip, 2.0) == pytest.approx(1 / 3)
-    assert loop.certified_accuracy(logits, y, lip, 0.5) == pytest.approx(2 / 3)
-    assert math.isnan(loop.certified_accuracy(logits[:0], y[:0], lip, 0.5))
+    assert certified_radius(logits, y, lip).tolist() == [3.0, 1.0, 0.0]
+    assert certified_accuracy(certified_radius(logits, y, lip), [2.0])[0] == pytest.approx(1 / 3)
+    assert certified_accuracy(certified_radius(logits, y, lip), [0.5])[0] == pytest.approx(2 / 3)
+    assert math.isnan(certified_accuracy(certified_radius(logits[:0], y[:0], lip), [0.5])[0])
 
 
 def test_input_normalisation_inside_the_model_scales_the_constants(tmp_path):
