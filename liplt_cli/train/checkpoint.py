@@ -61,6 +61,15 @@ def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         )
 
 
+def clear_run_files(out: Path) -> None:
+    """Remove the files a run writes from ``out`` (an overwritten run leaves no stale checkpoint or
+    model behind if the new one stops early); other files in the folder are left alone."""
+    for name in (CHECKPOINT, CHECKPOINT + ".tmp", METRICS, CONFIG, MODEL_ST, MODEL_ONNX):
+        path = Path(out) / name
+        if path.is_file():
+            path.unlink()
+
+
 def read_saved_config(out: Path) -> dict[str, Any]:
     """The configuration a run was started with: ``config.json``, else the checkpoint's copy."""
     path = Path(out) / CONFIG

@@ -52,7 +52,7 @@ from liplt_cli.errors import ArgumentError
 from liplt_cli.radius import certified_accuracy, certified_radius
 from liplt_cli.train.archs import build_arch
 from liplt_cli.train.checkpoint import (
-    CHECKPOINT, CONFIG, METRICS, MODEL_ONNX, MODEL_ST, ResumeError, atomic_torch_save, check_run_folder,
+    CHECKPOINT, CONFIG, METRICS, MODEL_ONNX, MODEL_ST, ResumeError, atomic_torch_save, check_run_folder, clear_run_files,
     load_checkpoint, power_state_dict, restore_power_state, rng_state, set_rng_state, write_text_atomically,
 )
 from liplt_cli.train.config import TrainConfig
@@ -181,6 +181,8 @@ def _train(
     if rank == 0:
         check_run_folder(out, resume, overwrite)
         out.mkdir(parents=True, exist_ok=True)
+        if overwrite and not resume:
+            clear_run_files(out)
     elif resume and not (out / CHECKPOINT).is_file():
         raise ResumeError(f"no checkpoint at {out / CHECKPOINT}")
     _seed(cfg.seed)
