@@ -61,10 +61,8 @@ from liplt_cli.train.export import export_model
 from liplt_cli.train.loss import crm_loss
 from liplt_cli.train.records import EpochRecord, StepTotals, TrainResult, Validation
 
-__all__ = [
-    "CHECKPOINT", "CONFIG", "METRICS", "MODEL_ONNX", "MODEL_ST", "EpochRecord", "TrainResult", "export_model",
-    "prepare_data", "train", "validation_count",
-]
+__all__ = ["CHECKPOINT", "CONFIG", "METRICS", "MODEL_ONNX", "MODEL_ST", "EpochRecord", "TrainResult", "export_model",
+           "prepare_data", "train", "validation_count"]
 
 EpochCallback = Callable[[EpochRecord], None]
 StepCallback = Callable[[int, int, int], None]  # (epoch, step done, steps in epoch)
@@ -365,8 +363,6 @@ def _checkpoint(run: _Run, epoch: int, record: EpochRecord) -> None:
         run.out / CHECKPOINT,
     )
 
-
-# --- evaluation -----------------------------------------------------------------------------
 
 @torch.no_grad()
 def _logits(model: nn.Module, x: torch.Tensor, device: str, batch: int = 1024) -> torch.Tensor:
