@@ -61,6 +61,7 @@ def test_resume_reads_the_runs_own_config(tmp_path, capsys, npz):
         (["--input-mean", "0.5", "--input-std", "0.5"], "holds a different model (input mean None) than --input-mean"),
         (["--dataset", "mnist"], "holds different data (dataset"),
         (["--limit", "40"], "holds different data (limit 48) than --limit 40"),
+        (["--seed", "3"], "holds different data (seed 0) than --seed 3"),
         (["--recipe", "mnist_4c3f"], "--recipe cannot be combined with --resume"),
         (["--overwrite"], "give one of them"),
     ],

@@ -203,7 +203,7 @@ def _run(options: dict[str, Any]) -> None:
             if show:
                 out_console.print(epoch_line(rec), soft_wrap=True, highlight=False)
 
-        result = _resuming(resume, lambda: loop.train(
+        result = _resuming(lambda: loop.train(
             cfg, on_epoch=on_epoch, on_step=on_step, resume=resume, data=data, overwrite=overwrite))
     if main_rank:
         _render(result, cfg, json_out, out_console)
@@ -225,7 +225,7 @@ def _render(result: Any, cfg: Any, json_out: bool, console: Any) -> None:
         console.print(f"{key}: {path}", soft_wrap=True, highlight=False)
 
 
-def _resuming(resume: bool, action: Any) -> Any:
+def _resuming(action: Any) -> Any:
     """Run ``action``; a :class:`ResumeError` gets the ``--resume:`` prefix of the flag that caused it."""
     from liplt_cli.train.checkpoint import ResumeError
 
@@ -238,14 +238,14 @@ def _resuming(resume: bool, action: Any) -> Any:
 def build_config(recipe: str | None, overrides: dict[str, Any], resume: bool) -> Any:
     """The run's :class:`TrainConfig` from the saved config (``resume``) or recipe, and the flags given."""
     from liplt_cli.train.checkpoint import read_saved_config
-    from liplt_cli.train.config import config_from_dict, load_recipe
+    from liplt_cli.train.config import TrainConfig, config_from_dict, load_recipe
 
     if resume:
         if recipe is not None:
             raise ArgumentError("--recipe cannot be combined with --resume: a run continues with its own "
                                 "config.json (flags given with --resume override what they name)")
-        out = Path(overrides.get("out", "runs/train"))
-        saved = _resuming(True, lambda: _check_resumable(out) or read_saved_config(out))
+        out = Path(overrides.get("out", TrainConfig.out))
+        saved = _resuming(lambda: _check_resumable(out) or read_saved_config(out))
         _refuse_changes(out, saved, overrides)
         return config_from_dict({**saved, **overrides})
     base: dict[str, Any] = {}
@@ -312,7 +312,7 @@ def validate_run(cfg: Any, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise ArgumentError("--resume continues a run and --overwrite replaces it: give one of them")
     try:
-        _resuming(resume, lambda: check_run_folder(out, resume, overwrite))
+        _resuming(lambda: check_run_folder(out, resume, overwrite))
     except RunFolderNotEmptyError as exc:
         raise ArgumentError(f"--out: {exc} (--resume continues that run, --overwrite replaces it)") from None
 
@@ -339,7 +339,7 @@ def epoch_line(rec: Any) -> str:
     """One fixed-width line per epoch: loss = CE + λ·robust (eq. 6), accuracies, certified accuracy, mean L_ij."""
     values = (
         f"{rec['epoch']}/{rec['epochs']}", fmt(rec["lam"], 3), fmt(rec["loss"]), fmt(rec["ce"]),
-        fmt(rec["lam"] * rec["robust"]), fmt(rec["robust"]), _pct(rec["active_fraction"]), _pct(rec["train_acc"]),
+        fmt(rec["lam"] * rec["robust"] + 0.0), fmt(rec["robust"]), _pct(rec["active_fraction"]), _pct(rec["train_acc"]),
         _pct(rec["val_acc"]), _pct(rec["val_certified"]), fmt(rec["mean_lij"]),
         _seconds(rec["train_seconds"] + rec["val_seconds"]).removesuffix(" s"),
     )

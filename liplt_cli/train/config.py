@@ -51,7 +51,7 @@ DATASET_EPS = {"mnist": 1.58, "embedded": 1.58, "cifar10": 36 / 255}
 DEFAULT_EPS = 1.58
 # settings that define which model and which data a run trains on (fixed once a run exists)
 MODEL_FIELDS = ("arch", "activation", "input_mean", "input_std")
-DATA_FIELDS = ("dataset", "data_dir", "train_indices", "limit", "val_fraction", "val_size")
+DATA_FIELDS = ("dataset", "data_dir", "train_indices", "limit", "val_fraction", "val_size", "seed")  # seed: the split
 
 
 def setting(default: Any, help: str, panel: str, *, flag: str | None = None, text: str | None = None,
