@@ -32,7 +32,6 @@ from liplt_cli.cli.options import parse_eps, parse_float_list
 from liplt_cli.cli.render import fmt, print_json, progress, stderr_console, stdout_console
 from liplt_cli.errors import ArgumentError, LipltError
 from liplt_cli.paths import check_output_dir, require_regular_file
-from liplt_cli.train.archs import check_arch
 
 HELP = (
     "Train a classifier with the CRM loss (cross-entropy + λ·g(soft certified radius)) using LipLT pairwise "
@@ -171,6 +170,7 @@ def register(app: typer.Typer) -> None:
 def _run(options: dict[str, Any]) -> None:
     """Build and check the configuration, then train and render (nothing is written before the checks)."""
     from liplt_cli.train import loop
+    from liplt_cli.train.archs import check_arch
 
     resume, overwrite, json_out = options["resume"], options["overwrite"], options["json_out"]
     cfg = build_config(options["recipe"], config_overrides(options), resume)
@@ -300,7 +300,7 @@ def validate_run(cfg: Any, resume: bool, overwrite: bool) -> None:
     Raises :class:`ArgumentError` (exit 2) before anything is created.
     """
     from liplt_cli.device import resolve_device
-    from liplt_cli.train.archs import ACTIVATIONS
+    from liplt_cli.train.archs import ACTIVATIONS, check_arch
     from liplt_cli.train.checkpoint import RunFolderNotEmptyError, check_run_folder
 
     check_arch(cfg.arch)

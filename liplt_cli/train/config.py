@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from liplt_cli.errors import ArgumentError
-from liplt_cli.train.loss import G_CHOICES
 
+# (no torch import here: ``liplt train --help`` builds its options from this module)
 METHODS = ("liplt", "naive", "none")
+G_CHOICES = ("lse", "exp", "hinge")  # the robust loss g of eq. 6 (liplt_cli.train.loss)
 SCHEDULES = ("constant", "linear")
 LR_SCHEDULES = ("constant", "cosine", "exponential")
 NORMALISATIONS = ("batch", "active")

@@ -37,9 +37,8 @@ import torch.nn.functional as F
 
 from liplt_cli.errors import ArgumentError
 from liplt_cli.radius import certified_radius, margin_ratios, min_margin_ratio
+from liplt_cli.train.config import G_CHOICES, NORMALISATIONS
 
-G_CHOICES = ("lse", "exp", "hinge")
-NORMALISATIONS = ("batch", "active")
 
 
 def hard_radius(logits: torch.Tensor, labels: torch.Tensor, lip: torch.Tensor) -> torch.Tensor:
