@@ -87,7 +87,8 @@ def test_a_non_empty_out_is_refused_unless_resume_or_overwrite(tmp_path, capsys,
     stamp = model.stat().st_mtime_ns, model.read_bytes()
     code = run(base + ["--lr", "0.1"])
     err = capsys.readouterr().err
-    assert code == 2 and f"error: --out: the run folder {out} is not empty" in err and "--overwrite" in err
+    assert code == 2 and f"error: --out {out} is not empty (checkpoint.pt, config.json," in err
+    assert "--resume continues" in err and "--overwrite replaces" in err
     assert (model.stat().st_mtime_ns, model.read_bytes()) == stamp
     # a recipe whose `out` names that run is refused the same way
     recipe = tmp_path / "r.toml"

@@ -277,3 +277,25 @@ def test_a_run_with_input_normalisation_exports_it(tmp_path):
     torch.testing.assert_close(graph.evaluate(x), ref, rtol=1e-5, atol=1e-5)
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (cfg["input_mean"], cfg["input_std"]) == ([0.5], [0.25])
+
+
+def test_a_second_run_into_the_same_folder_is_refused_unless_overwriting(tmp_path):
+    from liplt_cli.train.checkpoint import RunFolderNotEmptyError
+
+    data = _data()
+    cfg = _cfg(tmp_path)
+    loop.train(cfg, data=data)
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    with pytest.raises(RunFolderNotEmptyError, match="is not empty"):
+        loop.train(cfg.replace(lr=0.5), data=data)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+
+    def stop(rec):  # noqa: ANN001 - the new run stops after writing its first checkpoint
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(cfg.replace(lr=0.5, epochs=2), data=data, overwrite=True, on_epoch=stop)
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert names == ["checkpoint.pt", "config.json", "metrics.jsonl", "notes.txt"]  # no stale model files
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == 0.5

@@ -314,7 +314,8 @@ def validate_run(cfg: Any, resume: bool, overwrite: bool) -> None:
     try:
         _resuming(lambda: check_run_folder(out, resume, overwrite))
     except RunFolderNotEmptyError as exc:
-        raise ArgumentError(f"--out: {exc} (--resume continues that run, --overwrite replaces it)") from None
+        raise ArgumentError(f"--out {exc.folder} is not empty ({exc.shown()}): --resume continues the run in it, "
+                            "--overwrite replaces it, or choose another --out") from None
 
 
 COLUMNS = ("epoch", "λ", "loss", "CE", "λ·robust", "robust", "active", "train acc", "val acc", "val cert",

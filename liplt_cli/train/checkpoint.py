@@ -36,7 +36,16 @@ class ResumeError(ArgumentError):
 
 
 class RunFolderNotEmptyError(ArgumentError):
-    """A new run would write into a folder that already holds files."""
+    """A new run would write into a folder that already holds files (``folder``, the names ``held``)."""
+
+    def __init__(self, folder: Path, held: list[str]) -> None:
+        self.folder, self.held = Path(folder), list(held)
+        super().__init__(f"the run folder {folder} is not empty ({self.shown()}); resume that run, allow "
+                         "overwriting it, or choose another folder")
+
+    def shown(self) -> str:
+        """The first few names the folder holds."""
+        return ", ".join(self.held[:4]) + (", …" if len(self.held) > 4 else "")
 
 
 def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
@@ -54,11 +63,7 @@ def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         return
     held = sorted(p.name for p in out.iterdir())
     if held:
-        shown = ", ".join(held[:4]) + (", …" if len(held) > 4 else "")
-        raise RunFolderNotEmptyError(
-            f"the run folder {out} is not empty ({shown}); resume that run, allow overwriting it, "
-            "or choose another folder"
-        )
+        raise RunFolderNotEmptyError(out, held)
 
 
 def clear_run_files(out: Path) -> None:
