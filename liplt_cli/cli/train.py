@@ -311,6 +311,8 @@ def validate_run(cfg: Any, resume: bool, overwrite: bool) -> None:
     check_output_dir(out, "--out")
     if resume and overwrite:
         raise ArgumentError("--resume continues a run and --overwrite replaces it: give one of them")
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun rank 0 owns the folder (and may already be writing into it)
     try:
         _resuming(lambda: check_run_folder(out, resume, overwrite))
     except RunFolderNotEmptyError as exc:
