@@ -29,7 +29,7 @@ from liplt_cli.compare.plot import comparison_figure
 from liplt_cli.compare.result import ComparisonResult, MethodRow, ModelComparison
 from liplt_cli.data import load_dataset
 from liplt_cli.display import significant
-from liplt_cli.lipschitz import Guarantee, compute_bounds
+from liplt_cli.lipschitz import EngineOptions, Guarantee, compute_bounds
 from liplt_cli.load import load_model
 from tests.conftest import export_onnx
 from tests.hostile import run_cli
@@ -147,14 +147,14 @@ def test_readme_library_snippet_prints_labels(small_model, capsys) -> None:
 
 def test_compute_bounds_takes_the_clis_norms_and_names_bad_settings(small_model) -> None:
     graph = load_model(small_model)
-    assert compute_bounds(graph, norm="inf").norm == float("inf")
-    assert compute_bounds(graph, norm="1").norm == 1.0
-    with pytest.raises(ValueError, match=r"unknown engine setting 'nrm'; the settings are norm, fast"):
-        compute_bounds(graph, nrm="inf")
-    with pytest.raises(ValueError, match=r"write norm='inf'"):
+    assert compute_bounds(graph, EngineOptions(norm="inf")).norm == float("inf")
+    assert compute_bounds(graph, EngineOptions(norm="1")).norm == 1.0
+    with pytest.raises(ValueError, match=r"write compute_bounds\(graph, EngineOptions\(norm='inf'\)\)"):
+        compute_bounds(graph, norm="inf")
+    with pytest.raises(ValueError, match=r"write EngineOptions\(norm='inf'\)"):
         compute_bounds(graph, "inf")
     with pytest.raises(ValueError, match="the input norm must be 2, inf or 1"):
-        compute_bounds(graph, norm="3")
+        compute_bounds(graph, EngineOptions(norm="3"))
 
 
 # ============================================================================ certify plot

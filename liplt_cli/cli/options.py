@@ -145,15 +145,13 @@ def parse_eps(text: str) -> list[float]:
 
 
 def resolve_device(choice: DeviceChoice | str) -> str:
-    """``auto`` → cuda when available else cpu; ``cuda`` without a GPU is a clear error."""
-    import torch
+    """``--device``: :func:`liplt_cli.device.resolve_device` (the one resolver), errors naming the flag."""
+    from liplt_cli.device import resolve_device as resolve
 
-    value = choice.value if isinstance(choice, DeviceChoice) else str(choice)
-    if value == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if value == "cuda" and not torch.cuda.is_available():
-        raise ArgumentError("--device cuda was asked for but no CUDA device is available")
-    return value
+    try:
+        return resolve(choice.value if isinstance(choice, DeviceChoice) else str(choice))
+    except LipltError as exc:
+        raise exc.renamed({"device": "--device"}) from None
 
 
 #: The flag of each :func:`~liplt_cli.load.load_model` parameter (errors name the flag).

@@ -178,10 +178,12 @@ def prepend_normalization(graph: LayerGraph, mean: list[float], std: list[float]
     channels = shape[0] if len(shape) > 1 else 1
     if len(mean) not in (1, channels) or len(std) not in (1, channels):
         raise GraphError(
-            f"--mean/--std need {per_channel_values(channels, shape)}, got {len(mean)} and {len(std)}"
+            f"{{mean}} and {{std}} need {per_channel_values(channels, shape)} each, got {len(mean)} and {len(std)}",
+            parameters=("mean", "std"),
         )
-    if any(s == 0 for s in std):
-        raise GraphError("--std values must be non-zero")
+    zero = [c for c, v in enumerate(std) if v == 0]
+    if zero:
+        raise GraphError(f"{{std}} must be non-zero, got 0 for channel {zero[0]}", parameters=("std",))
     view = (-1,) + (1,) * (len(shape) - 1) if len(mean) > 1 or len(std) > 1 else (1,) * len(shape)
     m = torch.tensor(mean, dtype=graph.dtype, device=graph.device).reshape(view)
     s = torch.tensor(std, dtype=graph.dtype, device=graph.device).reshape(view)

@@ -40,7 +40,6 @@ Module layout: :mod:`.options` (settings), :mod:`.transform` (modes, slopes),
 from __future__ import annotations
 
 import time
-from dataclasses import fields
 from typing import Any, Callable, Sequence
 
 import torch
@@ -171,8 +170,9 @@ def compute_bounds(
     Sound by default (every number exact or an upper bound, see the module docstring); with
     ``options.fast`` the inner ℓ2 terms are power-iteration *estimates* (labelled so).
     Computation runs on ``device`` (default: the graph's device), in float64 (sound) or float32
-    (fast).  Keyword ``settings`` are a shorthand for ``options=EngineOptions(**settings)``
-    (e.g. ``compute_bounds(g, norm="inf")``); giving both is an error.
+    (fast).  ``options`` is the only way settings arrive: a keyword such as ``norm="inf"`` is a
+    :class:`ValueError` that names :class:`EngineOptions` (``EngineOptions(norm="inf")`` accepts the
+    same values), so a setting can never be given twice or silently ignored.
     """
     opts = _options(options, settings)
     for m in methods:
@@ -206,19 +206,22 @@ def compute_bounds(
 
 
 def _options(options: EngineOptions | None, settings: dict[str, Any]) -> EngineOptions:
-    if options is None:
-        known = {f.name for f in fields(EngineOptions)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise ValueError(f"unknown engine setting {', '.join(map(repr, unknown))}; the settings are "
-                             f"{', '.join(f.name for f in fields(EngineOptions))}")
-        return EngineOptions(**settings)
+    """``options`` checked to be an :class:`EngineOptions` (default settings when ``None``).
+
+    Keyword settings are refused with a :class:`ValueError` that shows the ``EngineOptions`` call
+    to write instead (and, when ``options`` was given too, says the settings came twice).
+    """
     if settings:
+        given = ", ".join(f"{k}={v!r}" for k, v in sorted(settings.items()))
+        twice = " (settings came both in options and as keywords: give them once, not both)" if options is not None else ""
         raise ValueError(
-            f"give the engine settings either as options=EngineOptions(...) or as keywords, not both "
-            f"(got options and {', '.join(sorted(settings))})"
+            f"compute_bounds takes its settings as one EngineOptions, not as keywords: "
+            f"write compute_bounds(graph, EngineOptions({given})){twice}"
         )
+    if options is None:
+        return EngineOptions()
     if not isinstance(options, EngineOptions):
-        hint = f" (for the norm write norm={options!r})" if isinstance(options, (str, int, float)) else ""
+        hint = (f" (for the norm write EngineOptions(norm={options!r}))" if isinstance(options, (str, int, float))
+                else "")
         raise ValueError(f"options must be an EngineOptions, got {type(options).__name__}{hint}")
     return options

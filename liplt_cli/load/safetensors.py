@@ -114,12 +114,24 @@ def save_safetensors(
     _write_atomically(Path(path), save(payload, metadata=metadata))
 
 
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write_atomically(target: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``target``, then rename it over ``target``."""
+    """Write ``data`` to a temporary file beside ``target``, then rename it over ``target``.
+
+    The file gets the permissions a plain ``open`` would give (0666 less the umask), not the
+    0600 of a temporary file.
+    """
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=str(target.parent) if str(target.parent) else ".")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
