@@ -55,6 +55,7 @@ from liplt_cli.lipschitz.structural import abs_propagation_terms, p_bounds, segm
 from liplt_cli.lipschitz.structure import CUT, LT, Structure, analyse
 from liplt_cli.lipschitz.terms import Terms, count_labels, output_terms
 from liplt_cli.lipschitz.transform import Mode
+from liplt_cli.notes import warnings_in
 
 Progress = Callable[[str, int, int], None]
 Pairs = list[tuple[str, str]]
@@ -79,10 +80,14 @@ def _fill_terms(
         for (k, s), v in est.items():
             terms.offer(mode, k, s, v, Guarantee.ESTIMATE)
         return pstate.last_relative_change
+    if progress:
+        progress(f"structural bounds ({mode.value})", 0, 1)
     for (k, s), (value, label) in structural().items():
         terms.offer(mode, k, s, value, label)
     if structure.p != 2:
         abs_propagation_terms(structure, mode, pairs, terms)
+    if progress:
+        progress(f"structural bounds ({mode.value})", 1, 1)
     pending = [
         (k, s) for k, s in pairs
         if terms.get(mode, k, s).guarantee is not Guarantee.EXACT and affordable(structure, k, s, opts)
@@ -196,6 +201,7 @@ def compute_bounds(
             "fast": opts.fast, "iterations": opts.iterations if opts.fast else None,
             "explicit_budget": opts.explicit_budget, "explicit_max_side": opts.explicit_max_side,
         },
+        notes=tuple(warnings_in(graph.notes)),
     )
 
 
@@ -215,5 +221,7 @@ def _options(options: EngineOptions | None, settings: dict[str, Any]) -> EngineO
     if options is None:
         return EngineOptions()
     if not isinstance(options, EngineOptions):
-        raise ValueError(f"options must be an EngineOptions, got {type(options).__name__}")
+        hint = (f" (for the norm write EngineOptions(norm={options!r}))" if isinstance(options, (str, int, float))
+                else "")
+        raise ValueError(f"options must be an EngineOptions, got {type(options).__name__}{hint}")
     return options

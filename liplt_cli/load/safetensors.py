@@ -36,6 +36,7 @@ from liplt_cli.errors import GraphError, InputShapeError, ModelLoadError
 from liplt_cli.graph import LayerGraph
 from liplt_cli.graph.serialize import graph_from_dict, graph_to_dict
 from liplt_cli.load.architecture import Architecture
+from liplt_cli.notes import warning
 
 FORMAT_VERSION = "1"
 _RESERVED = {"liplt_format", "liplt_graph", "input_shape", "arch"}
@@ -309,4 +310,8 @@ def load_safetensors_bytes(path: Path, data: bytes, input_shape: tuple[int, ...]
     tensors = _tensors(data, path)
     if "liplt_graph" not in meta:
         return _plain_file(path, tensors, meta, input_shape, arch)
-    return _liplt_file(path, tensors, meta, input_shape)
+    graph = _liplt_file(path, tensors, meta, input_shape)
+    if arch is not None:
+        graph = graph.with_notes(warning(f"architecture {arch.name} ignored: '{path.name}' is a liplt file, "
+                                         "which describes its own layers"))
+    return graph
