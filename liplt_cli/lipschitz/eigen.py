@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from liplt_cli.lipschitz.banded import BandLayout, banded_cholesky
+from liplt_cli.lipschitz.banded import Band, banded_cholesky
 
 EXACT_GAP = 1e-5
 """Largest relative gap between a certified bound and the Ritz value for the label *exact*."""
@@ -52,18 +52,18 @@ def lanczos_top(
         gen = torch.Generator(device="cpu").manual_seed(seed)
         start = torch.randn(n, generator=gen, dtype=torch.float64)
     steps = min(steps, n)
-    basis = torch.zeros((n, steps + 1), dtype=dtype, device=device)
+    basis = torch.zeros((steps + 1, n), dtype=dtype, device=device)  # one Lanczos vector per row
     q = start.reshape(-1).to(device=device, dtype=dtype)
-    basis[:, 0] = q / q.norm()
+    basis[0] = q / q.norm()
     alphas: list[float] = []
     betas: list[float] = []
     theta = 0.0
     for k in range(steps):
-        w = matvec(basis[:, k])
-        alphas.append(float(torch.dot(w, basis[:, k])))
-        Q = basis[:, : k + 1]
-        w = w - Q @ (Q.T @ w)
-        w = w - Q @ (Q.T @ w)  # twice is enough (Kahan-Parlett)
+        w = matvec(basis[k])
+        alphas.append(float(torch.dot(w, basis[k])))
+        Q = basis[: k + 1]
+        w = w - Q.T @ (Q @ w)
+        w = w - Q.T @ (Q @ w)  # twice is enough (Kahan-Parlett)
         beta = float(w.norm())
         last = k == steps - 1 or beta <= 1e-300
         if k % 4 == 3 or last:
@@ -76,7 +76,7 @@ def lanczos_top(
             if last or beta * abs(float(vectors[-1, -1])) <= tol * max(theta, 1e-300):
                 break
         betas.append(beta)
-        basis[:, k + 1] = w / beta
+        basis[k + 1] = w / beta
     return max(theta, 0.0)
 
 
@@ -92,13 +92,12 @@ class Certified:
         return self.gap <= EXACT_GAP
 
 
-def certify_top(ordered: torch.Tensor, layout: BandLayout, ritz: float) -> Certified | None:
-    r"""A proven upper bound on :math:`\lambda_{\max}` of a symmetric PSD matrix given in the block
-    order of ``layout`` (``layout.permuted(gram)``), from the Ritz value ``ritz`` (see the module
-    docstring), or ``None`` if no gap up to 1e-2 factorises (the Ritz value was far off)."""
-    n = ordered.shape[0]
-    g = ordered.to(torch.float64)
-    diagonal = torch.diagonal(g)
+def certify_top(band: Band, ritz: float) -> Certified | None:
+    r"""A proven upper bound on :math:`\lambda_{\max}` of the symmetric PSD matrix whose lower band
+    is ``band``, from the Ritz value ``ritz`` (see the module docstring), or ``None`` if no gap up to
+    1e-2 factorises (the Ritz value was far off)."""
+    n = band.layout.block * band.layout.blocks
+    diagonal = band.diagonal().to(torch.float64)
     if float(diagonal.abs().max()) == 0.0:
         return Certified(0.0, 0.0)
     u = 2.0**-53
@@ -107,10 +106,6 @@ def certify_top(ordered: torch.Tensor, layout: BandLayout, ritz: float) -> Certi
     for gap in GAPS:
         t = base * (1 + gap) + n * u * top_diag
         delta = 4 * (n + 1) ** 2 * u * t + u * (t + n * top_diag)
-        shifted = -g
-        torch.diagonal(shifted).add_(t)
-        factor = banded_cholesky(shifted, layout, layout.width)
-        del shifted
-        if factor is not None:
+        if banded_cholesky(band.shifted(t, scale=-1.0)) is not None:  # tI - G
             return Certified(t + delta, gap)
     return None
