@@ -93,7 +93,7 @@ def position_supports(pattern: Structure, spec: GramSide, chunk: int = 256) -> t
     for start in range(0, positions, chunk):
         stop = min(positions, start + chunk)
         probe = torch.zeros((stop - start, channels, positions), dtype=dtype, device=device)
-        probe[torch.arange(stop - start), :, torch.arange(start, stop)] = 1.0
+        probe[torch.arange(stop - start, device=device), :, torch.arange(start, stop, device=device)] = 1.0
         result = apply_gram(pattern, spec, probe.reshape(stop - start, *shape), absolute)
         out[start:stop] = result.reshape(stop - start, channels, positions).ne(0).any(dim=1)
     return out
