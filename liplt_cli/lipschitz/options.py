@@ -12,7 +12,7 @@ DENSE_EXPLICIT_CAP = 4e10
 """Largest cost (``min(d_k, d_s)² · max(d_k, d_s)``) for which a map is made explicit as a dense
 matrix; above it, Gram matrices built by operator products cost less (see :mod:`.gram`)."""
 
-GRAM_BUDGET_FACTOR = 4.0
+GRAM_BUDGET_FACTOR = 6.0
 """The ℓ2 terms made exact by Gram matrices may cost, in total, this many times ``explicit_budget``."""
 
 CUDA_SPEEDUP = 1000.0
@@ -53,7 +53,8 @@ class EngineOptions:
     norm, computed in float32 (default: sound terms in float64).  ``explicit_budget``: largest
     ``min(d_k, d_s)² · max(d_k, d_s)`` (≈ flops of the Gram product) for which a map is made
     explicit and its norm taken exactly; ``explicit_max_side``: largest narrow side made
-    explicit; ``chunk``: basis vectors per propagation batch; ``seed``: of the power iteration's
+    explicit; ``chunk``: basis vectors per propagation batch (small batches keep float64
+    convolutions in cache; the numbers do not depend on it beyond round-off); ``seed``: of the power iteration's
     starting vectors.
 
     What is not a setting stays an argument of ``compute_bounds``: which ``methods`` to compute
@@ -66,7 +67,7 @@ class EngineOptions:
     iterations: int = 100
     explicit_budget: float = 4e10
     explicit_max_side: int = 4096
-    chunk: int = 512
+    chunk: int = 32
     seed: int = 0
     gram_budget: float | None = None
     gram_max_side: int | None = None

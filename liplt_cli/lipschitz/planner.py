@@ -9,7 +9,8 @@ still upper bounds are ranked by the **gain** of making each exact,
 the sensitivity of :math:`F = L/L^{(0)} + \bar L_{ij}/\bar L_{ij}^{(0)}` (global and mean pairwise
 numbers, each relative to its value before this step) times the slack between the current upper
 bound :math:`U` and a power-iteration estimate :math:`E \le \|A_{k,s}\|` (from below, so the slack
-is never underestimated).  The budget is spent in that order: the term of largest gain that the
+is never underestimated).  The budget is spent in order of gain per multiply-add (the greedy
+order for a budget; with equal costs, the order of gain): the term with the best ratio that the
 remaining budget affords is made exact (:mod:`.gram`: Gram matrix on its narrow side, or through a
 narrow dominator), the split bounds (:mod:`.chains`) and the sensitivities are recomputed, and so
 on until the budget or the gains run out.  Only the *choice* of terms rests on estimates; every
@@ -172,7 +173,7 @@ class Planner:
                     continue
                 gain = sens.get(pair, 0.0) * (float(self.terms.get(LT, *pair).value) - est.get(pair, 0.0))
                 ranked.append((gain, job))
-            ranked.sort(key=lambda gj: -gj[0])
+            ranked.sort(key=lambda gj: -gj[0] / max(gj[1].cost, 1.0))
             # an unlimited budget makes every term exact, whatever its gain
             floor = -math.inf if math.isinf(self.budget) else NEGLIGIBLE_GAIN
             chosen = next((job for gain, job in ranked if gain > floor and self.spent + job.cost <= self.budget), None)
