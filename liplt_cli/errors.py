@@ -7,6 +7,8 @@ the CLI uses for it.  Exit codes: 0 success, 1 a failed gate (certified accuracy
 
 from __future__ import annotations
 
+from typing import Mapping
+
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_USER_ERROR = 2
@@ -14,9 +16,34 @@ EXIT_INTERNAL_ERROR = 3
 
 
 class LipltError(Exception):
-    """Base class of errors caused by the user's input; the message is one line for stderr."""
+    """Base class of errors caused by the user's input; the message is one line for stderr.
+
+    A message about a value the caller gave names that value's parameter (the library's keyword,
+    e.g. ``input_shape``) as ``{input_shape}``, listed in ``parameters``.  ``str(error)`` shows
+    the keyword itself; :meth:`naming` shows other names in its place (the command line shows its
+    flags, e.g. ``--input-shape``), so the library never speaks in the command line's words.
+    """
 
     exit_code: int = EXIT_USER_ERROR
+
+    def __init__(self, message: str = "", *, parameters: tuple[str, ...] = ()):
+        self.template = message
+        self.parameters = tuple(parameters)
+        super().__init__(self.naming({}))
+
+    def naming(self, names: Mapping[str, str]) -> str:
+        """The message with each parameter called ``names[parameter]`` (default: its own name)."""
+        text = self.template
+        for parameter in self.parameters:
+            text = text.replace("{" + parameter + "}", names.get(parameter, parameter))
+        return text
+
+    def renamed(self, names: Mapping[str, str]) -> "LipltError":
+        """A copy of this error (same class and attributes) whose message uses :meth:`naming`."""
+        other = type(self).__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other.args = (self.naming(names),)
+        return other
 
 
 class ModelLoadError(LipltError):
@@ -48,4 +75,4 @@ class DataError(LipltError):
 
 
 class ArgumentError(LipltError):
-    """A command-line value is malformed (e.g. an epsilon like ``36/0``)."""
+    """A value given by the caller is malformed (e.g. an epsilon like ``36/0``, a negative std)."""

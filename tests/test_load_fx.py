@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -11,7 +12,9 @@ from torch import nn
 
 from liplt_cli.errors import GraphError, InputShapeError, ModelLoadError, UnsupportedOpError
 from liplt_cli.graph import ActivationNode, Affine, BlockNode, ConcatNode, Conv, Dense, LinearNode, SumNode
-from liplt_cli.load import fx_ops, graph_from_module
+from liplt_cli.load import graph_from_module
+from liplt_cli.load.ops import linear
+from liplt_cli.load.registry import REGISTRY
 from liplt_cli.train.archs import build_arch
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -277,10 +280,10 @@ def test_the_equality_check_catches_a_wrong_translation(monkeypatch):
     """A handler that drops the bias must be caught by the built-in comparison with the module."""
 
     def no_bias(c):
-        return fx_ops.dense(c, c.src, c.mod.weight, None)
+        return linear.dense(c, c.src, c.mod.weight, None)
 
-    table = [(cls, no_bias if cls is nn.Linear else h) for cls, h in fx_ops.MODULE_HANDLERS]
-    monkeypatch.setattr(fx_ops, "MODULE_HANDLERS", table)
+    registered = REGISTRY.modules[nn.Linear]
+    monkeypatch.setitem(REGISTRY.modules, nn.Linear, dataclasses.replace(registered, handler=no_bias))
     model = nn.Sequential(nn.Linear(3, 2))
     with torch.no_grad():
         model[0].bias.fill_(1.0)

@@ -17,6 +17,7 @@ from liplt_cli.graph import node_kind
 from liplt_cli.graph.serialize import graph_from_dict, graph_to_dict
 from liplt_cli.load import graph_from_module, load_model, save_safetensors
 from liplt_cli.load.safetensors import read_metadata
+from liplt_cli.train.architecture import architecture
 from liplt_cli.train.archs import build_arch
 from tests.conftest import export_onnx
 
@@ -123,7 +124,7 @@ def test_save_graph_from_onnx_round_trip(tmp_path):
 
 def test_arch_default_input_shape_and_trainer_call(tmp_path):
     model = build_arch("4C3F")
-    save_safetensors(model, tmp_path / "a.safetensors", arch="4C3F")
+    save_safetensors(model, tmp_path / "a.safetensors", arch=architecture("4C3F"))
     graph = load_model(tmp_path / "a.safetensors")
     assert graph.input_shape == (1, 28, 28) and graph.num_classes == 10
     with pytest.raises(InputShapeError, match="input shape"):
@@ -156,7 +157,7 @@ def test_plain_safetensors_needs_arch(tmp_path, capsys):
     assert run(["inspect", str(path), "--arch", "4C3F", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["parameters"] == sum(t.numel() for t in model.state_dict().values())
-    graph = load_model(path, arch="4C3F")
+    graph = load_model(path, arch=architecture("4C3F"))
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(graph.evaluate(x), model(x), rtol=1e-5, atol=1e-5)
@@ -168,7 +169,7 @@ def test_plain_safetensors_wrong_arch(tmp_path, capsys):
     assert run(["inspect", str(path), "--arch", "4C3F"]) == 2
     err = capsys.readouterr().err
     assert "do not fit --arch 4C3F" in err
-    graph = load_model(path, arch="mlp:16")
+    graph = load_model(path, arch=architecture("mlp:16"))
     assert graph.input_shape == (1, 28, 28)
 
 

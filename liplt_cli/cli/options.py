@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from liplt_cli.errors import ArgumentError
+from liplt_cli.errors import ArgumentError, LipltError
 
 
 class NormChoice(str, Enum):
@@ -127,14 +127,24 @@ def resolve_device(choice: DeviceChoice | str) -> str:
     return value
 
 
+#: The flag of each :func:`~liplt_cli.load.load_model` parameter (errors name the flag).
+MODEL_FLAGS = {"input_shape": "--input-shape", "mean": "--mean", "std": "--std", "arch": "--arch"}
+
+
 def load_cli_model(model, input_shape: str | None, mean: str | None, std: str | None, arch: str | None):
     """Load MODEL as a layer graph from the shared options (--input-shape, --mean, --std, --arch)."""
     from liplt_cli.load import load_model
+    from liplt_cli.train.architecture import architecture
 
-    return load_model(
-        model,
-        input_shape=parse_shape(input_shape),
-        mean=parse_float_list(mean, "--mean"),
-        std=parse_float_list(std, "--std"),
-        arch=arch,
-    )
+    try:
+        return load_model(
+            model,
+            input_shape=parse_shape(input_shape),
+            mean=parse_float_list(mean, "--mean"),
+            std=parse_float_list(std, "--std"),
+            arch=architecture(arch) if arch is not None else None,
+        )
+    except LipltError as exc:
+        if not exc.parameters:
+            raise
+        raise exc.renamed(MODEL_FLAGS) from None

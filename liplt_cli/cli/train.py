@@ -17,11 +17,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from liplt_cli.cli.options import DeviceChoice, DeviceOpt, JsonOpt, parse_eps
+from liplt_cli.cli.options import DeviceChoice, DeviceOpt, JsonOpt, parse_eps, parse_float_list
 from liplt_cli.cli.render import fmt, print_json, progress, stderr_console, stdout_console
 from liplt_cli.errors import ArgumentError
 from liplt_cli.paths import check_output_dir, require_regular_file
 from liplt_cli.train.archs import check_arch
+
+
+def _tuple(values: list[float] | None) -> tuple[float, ...] | None:
+    return None if values is None else tuple(values)
 
 
 def _pct(v: float | None) -> str:
@@ -39,20 +43,30 @@ def register(app: typer.Typer) -> None:
         data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder holding the dataset files; without it, mnist means the embedded 5,000-image sample.")] = None,
         arch: Annotated[Optional[str], typer.Option("--arch", help="4C3F, 6C2F, 8C2F, mlp:W1,W2,..., or Proposition 2 residual layers: prop2-mlp:KxN (linear stem to N, K dense layers, linear head) or prop2-conv:KxC1-C2-... (conv stem, K conv layers per stage, stride-2 downsampling, linear head); options ,sn|aol|sll (T choice, default sll) and ,rho=learn|VALUE (default learn).")] = None,
         activation: Annotated[Optional[str], typer.Option("--activation", help="relu, tanh, leaky_relu, gelu, ...")] = None,
-        epochs: Annotated[Optional[int], typer.Option("--epochs", help="Number of epochs.")] = None,
+        epochs: Annotated[Optional[int], typer.Option("--epochs", help="Number of epochs. With --recipe it rescales the recipe's warm-up, lr decay start and ramp with the run length (flags given explicitly win).")] = None,
         batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size (split across ranks).")] = None,
         lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate.")] = None,
-        lr_schedule: Annotated[Optional[str], typer.Option("--lr-schedule", help="constant or cosine (per epoch).")] = None,
+        lr_schedule: Annotated[Optional[str], typer.Option("--lr-schedule", help="constant, cosine (to 0) or exponential (the reference's: constant until --lr-decay-start, then ×γ per epoch to --lr-min at the last epoch). [default: constant]")] = None,
+        lr_decay_start: Annotated[Optional[int], typer.Option("--lr-decay-start", help="Exponential schedule: epochs at the full rate before the decay. [default: 25]")] = None,
+        lr_min: Annotated[Optional[float], typer.Option("--lr-min", help="Exponential schedule: the rate of the last epoch. [default: 1e-06]")] = None,
+        adam_eps: Annotated[Optional[float], typer.Option("--adam-eps", help="Adam's ε (the reference code's 1e-7; torch's default is 1e-8). [default: 1e-07]")] = None,
         method: Annotated[Optional[str], typer.Option("--method", help="liplt (default), naive (the paper's ablation) or none (plain cross-entropy).")] = None,
         lam: Annotated[Optional[float], typer.Option("--lam", help="Weight λ of the robust term.")] = None,
         cutoff: Annotated[Optional[float], typer.Option("--cutoff", help="Cut-off radius: points certified beyond it are not penalised.")] = None,
         temperature: Annotated[Optional[float], typer.Option("--temperature", help="Soft-min temperature t (eq. 5).")] = None,
         g: Annotated[Optional[str], typer.Option("--g", help="lse (the paper's), exp or hinge.")] = None,
+        robust_normalisation: Annotated[Optional[str], typer.Option("--robust-normalisation", help="Divide the robust sum by the batch size (batch, the reference's) or by the number of penalised points (active). [default: batch]")] = None,
         warmup_epochs: Annotated[Optional[int], typer.Option("--warmup-epochs", help="Epochs of plain cross-entropy before the robust term.")] = None,
         power_iterations: Annotated[Optional[int], typer.Option("--power-iterations", help="Warm-started power iterations per step.")] = None,
+        power_gradient: Annotated[Optional[str], typer.Option("--power-gradient", help="Differentiate the power estimates through the step's iterations (iterations, the reference's) or through the last product only (final). [default: iterations]")] = None,
         eps: Annotated[Optional[str], typer.Option("--eps", help="ε (ℓ2) of the validation certified accuracy, e.g. 1.58 or 36/255.")] = None,
+        input_mean: Annotated[Optional[str], typer.Option("--input-mean", help="Per-channel mean, e.g. 0.5,0.5,0.5: the model starts with (x − mean)/std, so radii and ε are in raw pixel units.")] = None,
+        input_std: Annotated[Optional[str], typer.Option("--input-std", help="Per-channel std used with --input-mean.")] = None,
+        augment_fill: Annotated[Optional[float], typer.Option("--augment-fill", help="Pixel value of the area an augmentation's rotation/translation uncovers. [default: 0.0]")] = None,
         limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N training samples.")] = None,
-        val_size: Annotated[Optional[int], typer.Option("--val-size", help="Held-out validation samples (at most a quarter).")] = None,
+        val_size: Annotated[Optional[int], typer.Option("--val-size", help="Held-out validation samples (at most a quarter); overrides --val-fraction.")] = None,
+        val_fraction: Annotated[Optional[float], typer.Option("--val-fraction", help="Share of the training split held out for validation (the reference's 90/10 split). [default: 0.1]")] = None,
+        val_every: Annotated[Optional[int], typer.Option("--val-every", help="Validate after epoch 1, every N-th epoch after it and the last. [default: 5]")] = None,
         train_range: Annotated[Optional[str], typer.Option("--train-range", help="START:STOP training indices to use, e.g. 5848:60000.")] = None,
         out: Annotated[Optional[str], typer.Option("--out", help="Run folder (checkpoints, metrics, exported model).")] = None,
         seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.")] = None,
@@ -85,11 +99,17 @@ def register(app: typer.Typer) -> None:
             if len(values) != 1:
                 raise ArgumentError("--eps takes one value for training")
             eps_v = values[0]
+        if epochs is not None:
+            cfg = cfg.with_epochs(epochs) if recipe else cfg.replace(epochs=epochs)
         cfg = cfg.replace(
-            dataset=dataset, data_dir=data_dir, arch=arch, activation=activation, epochs=epochs,
-            batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, method=method, lam=lam, cutoff=cutoff, temperature=temperature,
-            g=g, warmup_epochs=warmup_epochs, power_iterations=power_iterations, eps=eps_v, limit=limit,
-            val_size=val_size, out=out, seed=seed, train_indices=indices,
+            dataset=dataset, data_dir=data_dir, arch=arch, activation=activation,
+            batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, lr_decay_start=lr_decay_start, lr_min=lr_min,
+            adam_eps=adam_eps, method=method, lam=lam, cutoff=cutoff, temperature=temperature,
+            g=g, robust_normalisation=robust_normalisation, warmup_epochs=warmup_epochs,
+            power_iterations=power_iterations, power_gradient=power_gradient, eps=eps_v, limit=limit,
+            val_size=val_size, val_fraction=val_fraction, val_every=val_every, out=out, seed=seed, train_indices=indices,
+            input_mean=_tuple(parse_float_list(input_mean, "--input-mean")),
+            input_std=_tuple(parse_float_list(input_std, "--input-std")), augment_fill=augment_fill,
             device=device.value if isinstance(device, DeviceChoice) else str(device),
             sound_validation=False if fast_validation else None,
         )

@@ -4,6 +4,21 @@
 * :func:`load_model` -- an ONNX file or a liplt safetensors file, recognised by its content
   (not its extension); PyTorch pickles are refused, since unpickling can run code;
 * :func:`save_safetensors` -- weights plus the layer graph's description in one file.
+
+Layout of the package (each module has one job; imports only point down this list, the loader
+never imports the training package):
+
+* ``__init__`` (this file) -- the entry points above; ``inputs`` -- checks of the caller's values;
+* ``onnx`` (ONNX file → checked, normalised, onnx2torch) with ``onnx_tensors`` (tensor sizes and
+  external data) and ``onnx_rewrites`` (graph rewrites before onnx2torch); ``safetensors`` (liplt's
+  file format; plain files with an ``architecture.Architecture`` from the caller);
+* ``fx`` (trace, example input, prune, check) → ``walk`` (the fx walk) → ``dispatch`` (one node →
+  its registered handler) and ``elementwise`` (elementwise formulas → activations, reading ops
+  with ``op_formulas``, deciding with ``recognise``, in the terms of ``formula``);
+* ``ops/`` (the handlers, one module per op family) → ``registry`` (the converter registry),
+  ``builder`` (the interface handlers emit nodes with), ``values`` (``Sym``, ``Unsupported``),
+  ``fxnodes`` (the fx graph's modules and node names); ``supported`` (the supported-op list,
+  generated from the registry); ``check`` (graph vs module) and ``fuse`` (affine folding).
 """
 
 from __future__ import annotations
@@ -13,12 +28,16 @@ from typing import TYPE_CHECKING, Sequence
 
 from liplt_cli.errors import ModelLoadError
 from liplt_cli.graph import LayerGraph, prepend_normalization
+from liplt_cli.load.architecture import Architecture
 from liplt_cli.load.fx import graph_from_module
+from liplt_cli.load.inputs import (
+    check_classifier_output, check_input_shape, check_normalization, check_normalization_channels,
+)
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["graph_from_module", "load_model", "save_safetensors", "sniff_format"]
+__all__ = ["Architecture", "graph_from_module", "load_model", "save_safetensors", "sniff_format"]
 
 
 def sniff_format(head: bytes, size: int) -> str:
@@ -49,60 +68,12 @@ def _read(path: Path) -> bytes:
     return data
 
 
-def check_input_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    """``shape`` as a tuple of positive ints whose float32 sample fits the memory budget."""
-    from liplt_cli.errors import InputShapeError
-    from liplt_cli.limits import format_shape, shape_over_budget
-
-    try:
-        dims = tuple(int(s) for s in shape)
-    except (TypeError, ValueError, OverflowError):
-        raise InputShapeError(f"the input shape must be a list of integers, got {shape!r}") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise InputShapeError(f"the input shape {format_shape(dims)} must have positive dimensions")
-    reason = shape_over_budget(dims, "one input sample")
-    if reason:
-        raise InputShapeError(reason)
-    return dims
-
-
-def check_normalization(mean: Sequence[float], std: Sequence[float]) -> tuple[list[float], list[float]]:
-    """Finite means and strictly positive, finite standard deviations (a std is never ≤ 0)."""
-    import math
-
-    from liplt_cli.errors import ArgumentError
-
-    means, stds = [float(m) for m in mean], [float(s) for s in std]
-    if not means or not stds:
-        raise ArgumentError("the normalisation needs at least one mean and one std")
-    if not all(math.isfinite(m) for m in means):
-        raise ArgumentError(f"the normalisation mean must be finite, got {means}")
-    bad = [s for s in stds if not (math.isfinite(s) and s > 0)]
-    if bad:
-        raise ArgumentError(
-            f"the normalisation std must be positive and finite (a standard deviation), got {bad[0]:g}"
+def _check_arch(arch: object) -> None:
+    if arch is not None and not isinstance(arch, Architecture):
+        raise TypeError(
+            f"arch must be an Architecture (e.g. liplt_cli.train.architecture.architecture('4C3F')), "
+            f"got {type(arch).__name__} {arch!r}"
         )
-    return means, stds
-
-
-def check_classifier_output(graph: LayerGraph, path: Path) -> None:
-    """The output must be a non-empty vector of K logits per sample: shape [K], [1, K] or [K, 1, 1].
-
-    Any other shape (e.g. a segmentation map [2, 8, 8]) is refused instead of being read as
-    2·8·8 = 128 classes.
-    """
-    from liplt_cli.limits import format_shape
-
-    shape = tuple(graph.output_shape)
-    k = graph.num_classes
-    if sum(1 for s in shape if s != 1) > 1:
-        raise ModelLoadError(
-            f"'{path}' outputs a tensor of shape {format_shape(shape)} per sample; liplt bounds classifiers whose "
-            f"output is a vector of K class scores (shape [K], [1, K] or [K, 1, 1]). If these {k} values are "
-            "the class scores, add a Flatten at the end of the model"
-        )
-    if k < 1:
-        raise ModelLoadError(f"'{path}' outputs an empty tensor (shape {format_shape(shape)}) per sample")
 
 
 def load_model(
@@ -110,24 +81,21 @@ def load_model(
     input_shape: Sequence[int] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-    arch: str | None = None,
+    arch: Architecture | None = None,
 ) -> LayerGraph:
     """Load an ONNX or liplt safetensors model as a layer graph.
 
     ``input_shape`` is per sample (no batch axis); it is required when the ONNX input has
     dynamic per-sample dimensions, and for plain safetensors files (with ``arch``) whose
     architecture's default does not fit.  ``mean``/``std`` (per channel) prepend
-    ``x ↦ (x − mean)/std`` so that ε and radii are in raw-data units.  ``arch`` (e.g. ``4C3F``,
-    ``mlp:512,512``) gives the architecture of a safetensors file that lacks liplt metadata.
+    ``x ↦ (x − mean)/std`` so that ε and radii are in raw-data units.  ``arch`` is the
+    architecture of a safetensors file that lacks liplt metadata (e.g.
+    ``liplt_cli.train.architecture.architecture("4C3F")``).
     """
     p = Path(path)
+    _check_arch(arch)
     shape = check_input_shape(input_shape) if input_shape is not None else None
-    if (mean is None) != (std is None):
-        from liplt_cli.errors import ArgumentError
-
-        raise ArgumentError("--mean and --std go together: give both or neither")
-    if mean is not None and std is not None:
-        mean, std = check_normalization(mean, std)
+    normalization = check_normalization(mean, std)
     data = _read(p)
     kind = sniff_format(data[:16], len(data))
     if kind == "safetensors":
@@ -144,8 +112,10 @@ def load_model(
 
         graph = load_onnx(p, data, input_shape=shape)
     check_classifier_output(graph, p)
-    if mean is not None and std is not None:
-        graph = prepend_normalization(graph, list(mean), list(std))
+    if normalization is not None:
+        means, stds = normalization
+        check_normalization_channels(means, stds, graph.input_shape)
+        graph = prepend_normalization(graph, means, stds)
         graph.validate()
     return graph
 
@@ -153,14 +123,15 @@ def load_model(
 def save_safetensors(
     module_or_graph: "torch.nn.Module | LayerGraph",
     path: str | Path,
-    arch: str | None = None,
+    arch: str | Architecture | None = None,
     extra_metadata: dict | None = None,
     input_shape: Sequence[int] | None = None,
 ) -> None:
     """Write weights plus the layer graph's description (see :mod:`liplt_cli.load.safetensors`).
 
     ``path`` is replaced atomically; for a module the input shape comes from ``input_shape``,
-    ``extra_metadata["input_shape"]`` or ``arch``'s default.
+    ``extra_metadata["input_shape"]`` or the default of ``arch`` (an :class:`Architecture`; a
+    string only names the architecture in the file's metadata).
     """
     from liplt_cli.load.safetensors import save_safetensors as _save
 

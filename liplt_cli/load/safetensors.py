@@ -15,8 +15,10 @@ When saved from an ``nn.Module`` the tensors are the module's ``state_dict`` und
 (so the file also loads with ``module.load_state_dict``), plus tensors the graph derives from
 them (e.g. BatchNorm's scale) under ``liplt.<node>.<field>``.
 
-A plain safetensors file (a bare ``state_dict``) has no architecture; it loads with ``arch``
-(``--arch 4C3F``): :func:`~liplt_cli.train.archs.build_arch` then a strict ``load_state_dict``.
+A plain safetensors file (a bare ``state_dict``) has no architecture; it loads with an
+:class:`~liplt_cli.load.architecture.Architecture` given by the caller (e.g.
+``liplt_cli.train.architecture.architecture("4C3F")``): the loader builds it, then loads the
+weights with a strict ``load_state_dict``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from torch import nn
 from liplt_cli.errors import GraphError, InputShapeError, ModelLoadError
 from liplt_cli.graph import LayerGraph
 from liplt_cli.graph.serialize import graph_from_dict, graph_to_dict
+from liplt_cli.load.architecture import Architecture
 
 FORMAT_VERSION = "1"
 _RESERVED = {"liplt_format", "liplt_graph", "input_shape", "arch"}
@@ -47,13 +50,11 @@ def _parse_shape(value: Any) -> tuple[int, ...] | None:
     return tuple(int(v) for v in value)
 
 
-def _module_graph(module: nn.Module, arch: str | None, input_shape: tuple[int, ...] | None) -> LayerGraph:
+def _module_graph(module: nn.Module, arch: str | Architecture | None, input_shape: tuple[int, ...] | None) -> LayerGraph:
     from liplt_cli.load.fx import graph_from_module
 
-    if input_shape is None and arch is not None:
-        from liplt_cli.train.archs import DEFAULT_INPUT_SHAPES
-
-        input_shape = DEFAULT_INPUT_SHAPES.get(arch.upper()) or ((1, 28, 28) if arch.lower().startswith("mlp") else None)
+    if input_shape is None and isinstance(arch, Architecture):
+        input_shape = arch.default_input_shape()
     if input_shape is None:
         raise InputShapeError("save_safetensors needs the input shape of a module: pass input_shape=(C, H, W)")
     return graph_from_module(module, input_shape)
@@ -62,14 +63,14 @@ def _module_graph(module: nn.Module, arch: str | None, input_shape: tuple[int, .
 def save_safetensors(
     module_or_graph: nn.Module | LayerGraph,
     path: str | Path,
-    arch: str | None = None,
+    arch: str | Architecture | None = None,
     extra_metadata: Mapping[str, Any] | None = None,
     input_shape: tuple[int, ...] | list[int] | None = None,
 ) -> None:
     """Write ``module_or_graph`` to ``path`` as a liplt safetensors file (atomically).
 
     For a module the input shape comes from ``input_shape``, else ``extra_metadata["input_shape"]``,
-    else the default of ``arch``.
+    else the default of ``arch`` (an :class:`Architecture`; a string only names it in the metadata).
     """
     from safetensors.torch import save
 
@@ -106,11 +107,14 @@ def save_safetensors(
         "input_shape": ",".join(str(s) for s in shape),
     })
     if arch is not None:
-        metadata["arch"] = str(arch)
+        metadata["arch"] = arch.name if isinstance(arch, Architecture) else str(arch)
     # separate contiguous CPU copies: safetensors refuses shared storage
     payload = {k: t.detach().to("cpu").contiguous().clone() for k, t in tensors.items()}
-    data = save(payload, metadata=metadata)
-    target = Path(path)
+    _write_atomically(Path(path), save(payload, metadata=metadata))
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``target``, then rename it over ``target``."""
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=str(target.parent) if str(target.parent) else ".")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -207,57 +211,63 @@ def _tensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"'{path}' is a truncated or corrupt safetensors file ({exc})") from None
 
 
-def _from_arch(path: Path, tensors: dict[str, torch.Tensor], arch: str, input_shape: tuple[int, ...] | None,
+def _flat_order(key: str) -> tuple:
+    """Sort key of a state_dict entry by its numeric path (``layers.10`` after ``layers.2``)."""
+    return tuple(int(p) if p.isdigit() else -1 for p in key.split("."))
+
+
+def _from_arch(path: Path, tensors: dict[str, torch.Tensor], arch: Architecture, input_shape: tuple[int, ...] | None,
                activation: str = "relu") -> LayerGraph:
+    """Build ``arch`` for the classes (and, for an MLP, the input width) its dense weights give,
+    load the weights strictly, and trace it."""
     from liplt_cli.load.fx import graph_from_module
-    from liplt_cli.train.archs import DEFAULT_INPUT_SHAPES, build_arch
 
     mats = [(k, t) for k, t in tensors.items() if k.endswith("weight") and t.dim() == 2]
     if not mats:
-        raise ModelLoadError(f"'{path}' has no dense weight; it does not look like a {arch} state_dict")
-
-    def order(key: str) -> tuple:
-        return tuple(int(p) if p.isdigit() else -1 for p in key.split("."))
-
-    num_classes = int(max(mats, key=lambda kt: order(kt[0]))[1].shape[0])
+        raise ModelLoadError(f"'{path}' has no dense weight; it does not look like a {arch.name} state_dict")
+    num_classes = int(max(mats, key=lambda kt: _flat_order(kt[0]))[1].shape[0])
     if input_shape is None:
-        input_shape = DEFAULT_INPUT_SHAPES.get(arch.upper())
-        if input_shape is None:  # an MLP: its first dense layer gives the flattened size
-            first = min(mats, key=lambda kt: order(kt[0]))[1]
-            input_shape = (1, 28, 28) if first.shape[1] == 784 else (int(first.shape[1]),)
-    module = build_arch(arch, tuple(input_shape), num_classes, activation)
+        first = min(mats, key=lambda kt: _flat_order(kt[0]))[1]
+        input_shape = arch.default_input_shape(int(first.shape[1]))
+    module = arch.build(tuple(input_shape), num_classes, activation)
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = " ".join(lines[1:3]) if len(lines) > 1 else lines[0] if lines else ""
         raise ModelLoadError(
-            f"the weights in '{path}' do not fit --arch {arch} with input shape {list(input_shape)}: {detail[:300]}"
+            f"the weights in '{path}' do not fit {{arch}} {arch.name} with input shape {list(input_shape)}: "
+            f"{detail[:300]}",
+            parameters=("arch",),
         ) from None
     graph = graph_from_module(module, tuple(input_shape))
-    return graph.with_notes(f"architecture {arch} given with --arch; weights from a plain safetensors file")
+    return graph.with_notes(f"weights from a plain safetensors file, read as architecture {arch.name}")
 
 
-def load_safetensors_bytes(path: Path, data: bytes, input_shape: tuple[int, ...] | None = None, arch: str | None = None) -> LayerGraph:
-    """Load a liplt safetensors file (or a plain one with ``arch``) as a layer graph."""
-    meta = read_metadata(data, path)
-    tensors = _tensors(data, path)
-    if "liplt_graph" not in meta:
-        if arch is None:
-            raise ModelLoadError(
-                f"'{path}' is a plain safetensors file without liplt metadata, so its architecture is unknown; "
-                "pass it with --arch (e.g. --arch 4C3F, --arch 6C2F, --arch mlp:512,512)"
-            )
-        if input_shape is None and meta.get("input_shape"):
-            try:
-                input_shape = _parse_shape(meta["input_shape"])
-            except ValueError:
-                input_shape = None
-            if input_shape is not None:
-                from liplt_cli.load import check_input_shape
+def _plain_file(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str], input_shape: tuple[int, ...] | None,
+                arch: Architecture | None) -> LayerGraph:
+    """A bare ``state_dict``: the caller's architecture, the input shape given or in the metadata."""
+    if arch is None:
+        raise ModelLoadError(
+            f"'{path}' is a plain safetensors file without liplt metadata, so its architecture is unknown; "
+            "give it as {arch} (e.g. {arch} 4C3F, {arch} 6C2F, {arch} mlp:512,512)",
+            parameters=("arch",),
+        )
+    if input_shape is None and meta.get("input_shape"):
+        try:
+            input_shape = _parse_shape(meta["input_shape"])
+        except ValueError:
+            input_shape = None
+        if input_shape is not None:
+            from liplt_cli.load.inputs import check_input_shape
 
-                input_shape = check_input_shape(input_shape)
-        return _from_arch(path, tensors, arch, input_shape, meta.get("activation", "relu"))
+            input_shape = check_input_shape(input_shape)
+    return _from_arch(path, tensors, arch, input_shape, meta.get("activation", "relu"))
+
+
+def _liplt_file(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str],
+                input_shape: tuple[int, ...] | None) -> LayerGraph:
+    """A liplt file: the layer graph from its description, checked."""
     if meta.get("liplt_format") != FORMAT_VERSION:
         raise ModelLoadError(f"'{path}' has liplt format {meta.get('liplt_format')!r}; this liplt reads format {FORMAT_VERSION}")
     try:
@@ -270,10 +280,21 @@ def load_safetensors_bytes(path: Path, data: bytes, input_shape: tuple[int, ...]
         raise GraphError(f"'{path}': {exc}") from None
     if input_shape is not None and tuple(input_shape) != tuple(graph.input_shape):
         raise InputShapeError(
-            f"--input-shape {list(input_shape)} contradicts the model's input shape {list(graph.input_shape)}"
+            f"{{input_shape}} {list(input_shape)} contradicts the model's input shape {list(graph.input_shape)}",
+            parameters=("input_shape",),
         )
     try:
         graph.validate()
     except GraphError as exc:
         raise GraphError(f"'{path}': {exc}") from None
     return graph
+
+
+def load_safetensors_bytes(path: Path, data: bytes, input_shape: tuple[int, ...] | None = None,
+                           arch: Architecture | None = None) -> LayerGraph:
+    """Load a liplt safetensors file (or a plain one with ``arch``) as a layer graph."""
+    meta = read_metadata(data, path)
+    tensors = _tensors(data, path)
+    if "liplt_graph" not in meta:
+        return _plain_file(path, tensors, meta, input_shape, arch)
+    return _liplt_file(path, tensors, meta, input_shape)

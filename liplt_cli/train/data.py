@@ -1,9 +1,12 @@
 """Training data: the train/validation split and augmentation written with torch ops.
 
-Augmentation (the paper's CIFAR-10 recipe): a random horizontal flip, a random rotation in
-[−deg, deg] and a random translation in [−f, f] of the image size, applied per sample as one
-affine warp (``affine_grid`` + ``grid_sample``, zero padding). All randomness comes from the
-global torch generator, so a checkpoint's RNG state reproduces it on resume.
+Augmentation (the paper's CIFAR-10 recipe, as the reference's torchvision ``RandomHorizontalFlip``
+then ``RandomAffine(degrees, translate)`` with their defaults): a random horizontal flip, then one
+affine warp per sample -- a rotation by an angle uniform in [−deg, deg] about the image centre and
+a translation by a whole number of pixels, ``round(U(−f·W, f·W))`` across and ``round(U(−f·H, f·H))``
+down -- sampled at the nearest pixel (``affine_grid`` + ``grid_sample``), the uncovered area set to
+``fill``. All randomness comes from the global torch generator, so a checkpoint's RNG state
+reproduces it on resume.
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ def split_train_val(
     return TrainData(x[train_idx], y[train_idx], x[val_idx], y[val_idx], num_classes, description, embedded)
 
 
-def augment(x: torch.Tensor, flip: bool, rotate_deg: float, translate: float) -> torch.Tensor:
-    """Randomly flip / rotate (degrees) / translate (fraction of size) a batch (N, C, H, W)."""
+def augment(x: torch.Tensor, flip: bool, rotate_deg: float, translate: float, fill: float = 0.0) -> torch.Tensor:
+    """Randomly flip / rotate (degrees) / translate (fraction of size, whole pixels) a batch (N, C, H, W);
+    pixels that come from outside the image are ``fill``."""
     if not flip and rotate_deg == 0 and translate == 0:
         return x
     n = x.shape[0]
@@ -65,11 +69,14 @@ def augment(x: torch.Tensor, flip: bool, rotate_deg: float, translate: float) ->
         x = torch.where(mask.to(x.device)[:, None, None, None], x.flip(-1), x)
     if rotate_deg == 0 and translate == 0:
         return x
+    h, w = x.shape[-2:]
     angle = (torch.rand(n) * 2 - 1) * math.radians(rotate_deg)
-    shift = (torch.rand(n, 2) * 2 - 1) * (2 * translate)  # grid coordinates span [−1, 1]
+    pixels = torch.round((torch.rand(n, 2) * 2 - 1) * translate * torch.tensor([float(w), float(h)]))
+    shift = pixels * 2 / torch.tensor([float(w), float(h)])  # grid coordinates span [−1, 1]
     cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.stack(
         [torch.stack([cos, -sin, shift[:, 0]], dim=1), torch.stack([sin, cos, shift[:, 1]], dim=1)], dim=1
     ).to(x.device, x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # zero padding of x − fill, then + fill: the uncovered area is fill
+    return F.grid_sample(x - fill, grid, mode="nearest", padding_mode="zeros", align_corners=False) + fill

@@ -5,14 +5,18 @@ constants :math:`L_{yi}` of the *current* weights with
 ``pairwise_bound_tensor(graph, method, state=state, iterations=n)`` (LipLT or naive), on a layer
 graph built once with ``graph_from_module`` that shares the model's parameter tensors, so the
 matrix is differentiable in the weights and the optimiser's in-place updates are seen by the
-graph. The power-iteration vectors are warm-started from the previous step (``state``). The
-loss is :func:`liplt_cli.train.loss.crm_loss` (eq. 6).
+graph. The power-iteration vectors are warm-started from the previous step (``state``); the
+gradient flows through that step's iterations (``power_gradient="iterations"``, as the reference
+code does) or only through the last product (``"final"``). The loss is
+:func:`liplt_cli.train.loss.crm_loss` (eq. 6).
 
-At the end of every epoch: clean accuracy and certified accuracy at the training ε on the
-held-out validation split — certified means correctly classified with
+At the end of the first epoch, of every ``val_every``-th after it and of the last (the
+reference validates every 5 epochs): clean accuracy and certified accuracy at the training ε on
+the held-out validation split — certified means correctly classified with
 :math:`\min_{i\ne y}(z_y - z_i)/L_{yi} > ε` (eq. 4) using the *sound* pairwise LipLT constants of
-``compute_bounds`` (``sound_validation=True``) or the training estimate, labelled as such. A
-record goes to the callback and to ``metrics.jsonl``; a checkpoint (model, optimiser, scheduler,
+``compute_bounds`` (``sound_validation=True``) or the training estimate, labelled as such; other
+epochs leave these fields ``None``. Every epoch a record goes to the callback and to
+``metrics.jsonl``; a checkpoint (model, optimiser, scheduler,
 RNG states, epoch, power-iteration state) is written atomically (temporary file + ``os.replace``).
 At the end the model is written as ``model.safetensors`` (architecture in the metadata) and
 ``model.onnx``.
@@ -91,10 +95,10 @@ def _graph_from_module(module: nn.Module, input_shape: tuple[int, ...]) -> Any:
     return graph_from_module(module, input_shape)
 
 
-def _pairwise(graph: Any, method: str, state: Any, iterations: int) -> tuple[torch.Tensor, Any]:
+def _pairwise(graph: Any, method: str, state: Any, iterations: int, through: bool = False) -> tuple[torch.Tensor, Any]:
     from liplt_cli.lipschitz import pairwise_bound_tensor
 
-    return pairwise_bound_tensor(graph, method=method, state=state, iterations=iterations)
+    return pairwise_bound_tensor(graph, method=method, state=state, iterations=iterations, through_iterations=through)
 
 
 def _sound_pairwise(graph: Any) -> torch.Tensor:
@@ -133,7 +137,15 @@ def prepare_data(cfg: TrainConfig) -> TrainData:
     desc = ds.description
     if indices is not None:
         desc += f" (training indices {indices.start}–{indices.stop - 1})"
-    return split_train_val(ds.x, ds.y, cfg.val_size, cfg.seed, ds.num_classes, desc, embedded)
+    return split_train_val(ds.x, ds.y, validation_count(cfg, len(ds)), cfg.seed, ds.num_classes, desc, embedded)
+
+
+def validation_count(cfg: TrainConfig, n: int) -> int:
+    """Held-out samples out of ``n``: ``val_size`` when set, else what a ``1 − val_fraction``
+    training share leaves (the reference's split: ``n − int(n · 0.9)``, 6,000 of MNIST's 60,000)."""
+    if cfg.val_size is not None:
+        return int(cfg.val_size)
+    return n - int(n * (1.0 - cfg.val_fraction))
 
 
 # --- distributed ----------------------------------------------------------------------------
@@ -213,9 +225,12 @@ def _set_rng_state(s: dict[str, Any]) -> None:
 
 
 def _make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch learning-rate schedule: ``constant`` or ``cosine`` (to 0 at the last epoch)."""
+    """Per-epoch learning-rate schedule: ``constant``, ``cosine`` (to 0 at the last epoch) or
+    ``exponential`` (the reference's exponential decay with stopping, :meth:`TrainConfig.lr_factor_at`)."""
     if cfg.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.lr_schedule == "exponential":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cfg.lr_factor_at(e))
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _e: 1.0)
 
 
@@ -295,9 +310,9 @@ def _train(
 
     data = data if data is not None else prepare_data(cfg)
     input_shape = data.input_shape
-    model = build_arch(cfg.arch, input_shape, data.num_classes, cfg.activation).to(device)
+    model = build_arch(cfg.arch, input_shape, data.num_classes, cfg.activation, cfg.input_mean, cfg.input_std).to(device)
     graph = _graph_from_module(model, input_shape) if cfg.method != "none" or cfg.sound_validation else None
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     sched = _make_scheduler(opt, cfg)
     state: Any = None
     start_epoch = 0
@@ -360,18 +375,21 @@ def _train(
             idx = order[step * local_batch : (step + 1) * local_batch]
             xb = data.x_train[idx].to(device, non_blocking=True)
             yb = data.y_train[idx].to(device, non_blocking=True)
-            xb = augment(xb, cfg.augment_flip, cfg.augment_rotate, cfg.augment_translate)
+            xb = augment(xb, cfg.augment_flip, cfg.augment_rotate, cfg.augment_translate, cfg.augment_fill)
             logits = net(xb)
             lip = None
             if cfg.method != "none":
                 t_l = time.perf_counter()
                 if lam > 0:
-                    lip, state = _pairwise(graph, cfg.method, state, cfg.power_iterations)
+                    through = cfg.power_gradient == "iterations"
+                    lip, state = _pairwise(graph, cfg.method, state, cfg.power_iterations, through)
                 else:  # warm-up: keep the power vectors warm and log L_ij, no gradient needed
                     with torch.no_grad():
                         lip, state = _pairwise(graph, cfg.method, state, cfg.power_iterations)
                 sums["lip_seconds"] += time.perf_counter() - t_l
-            terms = crm_loss(logits, yb, lip if lam > 0 else None, lam, cfg.temperature, cutoff, cfg.g)
+            terms = crm_loss(
+                logits, yb, lip if lam > 0 else None, lam, cfg.temperature, cutoff, cfg.g, cfg.robust_normalisation
+            )
             if not torch.isfinite(terms.total):
                 raise ArgumentError(
                     f"training diverged: the loss is {float(terms.total)} at epoch {epoch + 1}, step {step + 1}; "
@@ -401,7 +419,7 @@ def _train(
 
         record = _epoch_record(cfg, epoch, lam, cutoff, sums, train_seconds, world)
         if main_rank:
-            record.update(_validate(cfg, model, graph, data, device, lip))
+            record.update(_validate(cfg, model, graph, data, device, lip) if cfg.validates_at(epoch) else _NO_VALIDATION)
             record["seconds_total"] = time.perf_counter() - t_start
             records.append(record)
             with open(out / METRICS, "a") as fh:
@@ -458,6 +476,12 @@ def _epoch_record(
         "world_size": world,
     }
     return rec
+
+
+_NO_VALIDATION: dict[str, Any] = {
+    "val_samples": None, "val_acc": None, "val_certified": None, "mean_lij": None, "certified_source": None,
+    "val_seconds": 0.0,
+}
 
 
 def _validate(

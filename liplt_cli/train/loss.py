@@ -11,16 +11,20 @@ constant of :math:`x \mapsto z_y(x) - z_i(x)` (a K×K matrix, differentiable in 
 * the training objective (eq. 6, the form the reference code runs) is
 
   .. math::
-     \mathrm{CE}(z, y) + \lambda \cdot \operatorname{mean}_{x \in A}\, g(R_t^{soft}(x)),
+     \mathrm{CE}(z, y) + \lambda \cdot \frac{1}{n} \sum_{x \in A} g(R_t^{soft}(x)),
 
   with :math:`A` the correctly classified points of the batch whose hard radius :math:`R` is
-  below the cut-off ("maximum penalising radius") and :math:`g` decreasing:
+  below the cut-off ("maximum penalising radius"), :math:`n` the batch size (the reference
+  code's normalisation, ``normalisation="batch"``; ``"active"`` divides by :math:`|A|` instead,
+  which scales λ by 1/(share of the batch in A)) and :math:`g` decreasing:
 
   - ``"lse"``: :math:`g(R^{soft}) = -R^{soft} = \tfrac1t \mathrm{LSE}(-t R_i)` (the paper's run),
   - ``"exp"``: :math:`g = \exp(-R^{soft})`,
   - ``"hinge"``: :math:`g = \max(0, \text{cut-off} - R^{soft})`.
 
 Points misclassified or already above the cut-off contribute nothing (and no gradient).
+The reference code measures the margins from the *predicted* class :math:`\hat y`; on
+:math:`A` the prediction is the label, so the two are the same term (tested).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import torch.nn.functional as F
 from liplt_cli.errors import ArgumentError
 
 G_CHOICES = ("lse", "exp", "hinge")
+NORMALISATIONS = ("batch", "active")
 
 
 def _pair_terms(logits: torch.Tensor, labels: torch.Tensor, lip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,10 +92,14 @@ def robust_term(
     t: float,
     cutoff: float,
     g: str = "lse",
+    normalisation: str = "batch",
 ) -> tuple[torch.Tensor, int, int, float]:
-    """Mean of g(R_soft) over correct points with hard radius < cutoff; returns (term, active, correct, mean R)."""
+    """Sum of g(R_soft) over A (correct, hard radius < cutoff) divided by the batch size
+    (``normalisation="batch"``) or by |A| (``"active"``); returns (term, |A|, correct, mean R)."""
     if g not in G_CHOICES:
         raise ArgumentError(f"unknown g '{g}'; choose from {', '.join(G_CHOICES)}")
+    if normalisation not in NORMALISATIONS:
+        raise ArgumentError(f"unknown normalisation '{normalisation}'; choose from {', '.join(NORMALISATIONS)}")
     with torch.no_grad():
         r_hard = hard_radius(logits.detach(), labels, lip.detach())
         correct = logits.argmax(dim=1) == labels
@@ -108,7 +117,8 @@ def robust_term(
         values = torch.exp(-r_soft)
     else:
         values = F.relu(cutoff - r_soft)
-    return values.mean(), n_active, n_correct, mean_r
+    term = values.mean() if normalisation == "active" else values.sum() / int(logits.shape[0])
+    return term, n_active, n_correct, mean_r
 
 
 def crm_loss(
@@ -119,6 +129,7 @@ def crm_loss(
     t: float,
     cutoff: float,
     g: str = "lse",
+    normalisation: str = "batch",
 ) -> LossTerms:
     """CE + λ · robust term (eq. 6); ``lip=None`` or ``lam=0`` gives plain cross-entropy."""
     ce = F.cross_entropy(logits, labels)
@@ -132,5 +143,5 @@ def crm_loss(
                 mean_r = float(r[ok].mean()) if n_correct else math.nan
         zero = ce.new_zeros(())
         return LossTerms(ce, ce, zero, 0, n_correct, mean_r)
-    rob, n_active, n_correct, mean_r = robust_term(logits, labels, lip, t, cutoff, g)
+    rob, n_active, n_correct, mean_r = robust_term(logits, labels, lip, t, cutoff, g, normalisation)
     return LossTerms(ce + lam * rob, ce, rob, n_active, n_correct, mean_r)
