@@ -18,23 +18,31 @@ Which rule makes the default sound
 Every inner term is either
 
 1. *exact*: the map is made explicit (basis vectors pushed through the linear network from its
-   narrower side, in float64) and its norm taken exactly (Gram eigenvalue / abs-sums), when the
-   cost fits ``explicit_budget`` (:mod:`.explicit`); or
-2. an *upper bound*: :math:`P_{k,s} = \|B_{k,s}\| + \sum_l \|B_{k,l}\| |c_l| P_{\mathrm{pre}(l),s}`
-   (triangle inequality over the last activation on each path), built from per-segment norms that
-   are themselves exact or upper bounds (SVD of dense layers, FFT bound of convolutions,
-   absolute-value propagation for ℓ∞/ℓ1), and for ℓ∞/ℓ1 the absolute-value propagation of the
-   whole map; the smaller of the available bounds is used (:mod:`.structural`).
+   narrower side, in float64) and its norm taken exactly (Gram eigenvalue / abs-sums), when its
+   dense cost fits ``min(explicit_budget, DENSE_EXPLICIT_CAP)`` (:mod:`.explicit`); or, for ℓ2,
+   from a Gram matrix built by operator products (on its narrow side, or through a narrow
+   dominating activation) with a certified top eigenvalue (:mod:`.gram`), for the terms chosen
+   by :mod:`.planner` in order of how much each lowers the final number, within the Gram budget;
+2. an *upper bound*: the smallest of :math:`P_{k,s} = \|B_{k,s}\| + \sum_l \|B_{k,l}\| |c_l|
+   P_{\mathrm{pre}(l),s}` (triangle inequality over the last activation on each path), built from
+   per-segment norms that are themselves exact or upper bounds (SVD of dense layers, FFT bound of
+   convolutions, absolute-value propagation for ℓ∞/ℓ1), of the split bound
+   :math:`\|A_{k,l}\| |c_l| \|A_{\mathrm{pre}(l),s}\|` through a dominating activation with the
+   best values of the two shorter maps (ℓ2, :mod:`.chains`), and for ℓ∞/ℓ1 of the
+   absolute-value propagation of the whole map (:mod:`.structural`).
 
-Power iteration is used only with ``fast=True`` and is then labelled *estimate*.  Because every
-LipLT term is at most its :math:`P` bound, and the :math:`P` recursion reproduces the naive bound
-exactly when :math:`|c_j| + r_j = \mathrm{Lip}_j`, sound LipLT ≤ sound naive (Proposition 3); the
-final LipLT number is additionally capped by naive so round-off cannot invert them.
+Power iteration is used only with ``fast=True`` and is then labelled *estimate* (the planner's
+ranking uses estimates to *choose* terms, never as values).  Because every LipLT term is at most
+its :math:`P` bound, and the :math:`P` recursion reproduces the naive bound exactly when
+:math:`|c_j| + r_j = \mathrm{Lip}_j`, sound LipLT ≤ sound naive (Proposition 3); the final LipLT
+number is additionally capped by naive so round-off cannot invert them.
 
 Module layout: :mod:`.options` (settings), :mod:`.transform` (modes, slopes),
 :mod:`.structure` (sources, targets, reach), :mod:`.propagation` (batched walks),
-:mod:`.terms` (term table, output rows), :mod:`.explicit`, :mod:`.structural`,
-:mod:`.power` (estimates), :mod:`.recursions`, this entry point, and :mod:`.training`.
+:mod:`.terms` (term table, output rows), :mod:`.explicit`, :mod:`.structural`, :mod:`.chains`
+(dominators, split bounds), :mod:`.support` / :mod:`.gram` / :mod:`.banded` / :mod:`.eigen`
+(exact norms from Gram matrices), :mod:`.planner` (where the budget goes), :mod:`.power`
+(estimates), :mod:`.recursions`, this entry point, and :mod:`.training`.
 """
 
 from __future__ import annotations
@@ -45,9 +53,11 @@ from typing import Any, Callable, Sequence
 import torch
 
 from liplt_cli.graph.graph import LayerGraph
+from liplt_cli.lipschitz.chains import dominators
 from liplt_cli.lipschitz.explicit import affordable, explicit_terms
 from liplt_cli.lipschitz.norms import SAFETY
 from liplt_cli.lipschitz.options import EngineOptions
+from liplt_cli.lipschitz.planner import Planner
 from liplt_cli.lipschitz.power import power_norms
 from liplt_cli.lipschitz.recursions import Recursion, liplt, naive
 from liplt_cli.lipschitz.result import BoundResult, Guarantee, MethodBound
@@ -145,6 +155,10 @@ class _Run:
 
         change = _fill_terms(structure, LT, pairs, self.terms, self.opts, self.progress, structural)
         out = output_terms(structure, LT)
+        if structure.p == 2 and not self.opts.fast and pairs:
+            budget, max_side = self.opts.gram_limits(structure.graph.device.type)
+            Planner(structure, dominators(structure, pairs), self.terms, out, self.inner, pairs, budget, max_side,
+                    self.opts.seed, self.progress).run()
         rec = liplt(structure, self.terms, out, self.inner)
         labels = self.terms.labels(LT, pairs) + [Guarantee.EXACT] * len(out)
         if Guarantee.weakest(labels).sound and cap is not None:

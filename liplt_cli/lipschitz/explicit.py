@@ -41,7 +41,7 @@ def basis_chunks(
 def affordable(structure: Structure, k: str, s: str, options: EngineOptions) -> bool:
     """Is :math:`A_{k,s}` small enough to be made explicit (see :class:`EngineOptions`)?"""
     a, b = sorted((structure.dim(k), structure.dim(s)))
-    return a <= options.explicit_max_side and float(a) ** 2 * b <= options.explicit_budget
+    return a <= options.explicit_max_side and float(a) ** 2 * b <= options.dense_budget
 
 
 def explicit_terms(
