@@ -27,7 +27,7 @@ import torch
 
 from liplt_cli.certify import PairwiseConstants, certify
 from liplt_cli.data import load_dataset
-from liplt_cli.lipschitz import compute_bounds
+from liplt_cli.lipschitz import EngineOptions, compute_bounds
 from liplt_cli.lipschitz.lower import empirical_lower_bound
 from liplt_cli.load import load_model
 from liplt_cli.train import loop
@@ -52,9 +52,9 @@ def train_for(arch: str, budget: float, data, out: Path, args) -> dict:
 
 def tightness(graph, samples: int) -> tuple[dict, PairwiseConstants]:
     """The tightness table, and the sound LipLT pairwise constants (what ``liplt certify`` uses)."""
-    both = compute_bounds(graph, norm=2.0, methods=("naive", "liplt", "designed")).methods
+    both = compute_bounds(graph, EngineOptions(norm=2.0), methods=("naive", "liplt", "designed")).methods
     if "designed" in both:
-        generic = compute_bounds(graph, norm=2.0, methods=("liplt",), designed_terms=False).methods["liplt"]
+        generic = compute_bounds(graph, EngineOptions(norm=2.0), methods=("liplt",), designed_terms=False).methods["liplt"]
     else:  # no certified block: the two LipLT numbers are the same computation
         generic = both["liplt"]
     low = empirical_lower_bound(graph, norm=2.0, samples=samples, ascent_steps=10, seed=0)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from liplt_cli.lipschitz import compute_bounds
+from liplt_cli.lipschitz import EngineOptions, compute_bounds
 from liplt_cli.lipschitz.designed import certify_blocks, collapse, find_blocks
 from liplt_cli.lipschitz.lower import empirical_lower_bound
 from liplt_cli.load import graph_from_module, load_model
@@ -62,7 +62,7 @@ def test_blocks_are_recognised_and_certified_from_the_weights(name, shape, activ
 
 def _bounds(graph, designed_terms=True):
     methods = ("naive", "liplt", "designed") if designed_terms else ("liplt",)
-    return compute_bounds(graph, norm=2.0, methods=methods, designed_terms=designed_terms).methods
+    return compute_bounds(graph, EngineOptions(norm=2.0), methods=methods, designed_terms=designed_terms).methods
 
 
 @pytest.mark.parametrize("name,shape,activation", [CASES[0], CASES[2]])

@@ -228,13 +228,19 @@ def test_split_holds_out_validation():
 
 
 def test_certified_accuracy_by_hand():
+    """Training's validation and ``liplt certify`` share eq. 4 and certified accuracy (liplt_cli.radius)."""
+    from liplt_cli.certify import certified_accuracy as certify_accuracy
+    from liplt_cli.radius import certified_accuracy, certified_radius
+
+    assert certify_accuracy is certified_accuracy
     logits = torch.tensor([[3.0, 0.0], [0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
     lip = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
     y = torch.tensor([0, 1, 1])
     # radii 3, 1, misclassified
-    assert loop.certified_accuracy(logits, y, lip, 2.0) == pytest.approx(1 / 3)
-    assert loop.certified_accuracy(logits, y, lip, 0.5) == pytest.approx(2 / 3)
-    assert math.isnan(loop.certified_accuracy(logits[:0], y[:0], lip, 0.5))
+    assert certified_radius(logits, y, lip).tolist() == [3.0, 1.0, 0.0]
+    assert certified_accuracy(certified_radius(logits, y, lip), [2.0])[0] == pytest.approx(1 / 3)
+    assert certified_accuracy(certified_radius(logits, y, lip), [0.5])[0] == pytest.approx(2 / 3)
+    assert math.isnan(certified_accuracy(certified_radius(logits[:0], y[:0], lip), [0.5])[0])
 
 
 def test_input_normalisation_inside_the_model_scales_the_constants(tmp_path):
@@ -271,3 +277,25 @@ def test_a_run_with_input_normalisation_exports_it(tmp_path):
     torch.testing.assert_close(graph.evaluate(x), ref, rtol=1e-5, atol=1e-5)
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (cfg["input_mean"], cfg["input_std"]) == ([0.5], [0.25])
+
+
+def test_a_second_run_into_the_same_folder_is_refused_unless_overwriting(tmp_path):
+    from liplt_cli.train.checkpoint import RunFolderNotEmptyError
+
+    data = _data()
+    cfg = _cfg(tmp_path)
+    loop.train(cfg, data=data)
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    with pytest.raises(RunFolderNotEmptyError, match="is not empty"):
+        loop.train(cfg.replace(lr=0.5), data=data)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+
+    def stop(rec):  # noqa: ANN001 - the new run stops after writing its first checkpoint
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(cfg.replace(lr=0.5, epochs=2), data=data, overwrite=True, on_epoch=stop)
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert names == ["checkpoint.pt", "config.json", "metrics.jsonl", "notes.txt"]  # no stale model files
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == 0.5

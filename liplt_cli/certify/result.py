@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from liplt_cli.lipschitz.result import Guarantee, norm_name
+from liplt_cli.notes import warnings_in
 
 
 @dataclass(frozen=True)
@@ -23,14 +24,15 @@ class Gate:
     threshold: float
     eps: float
     certified_accuracy: float
+    eps_text: str = ""
 
     @property
     def passed(self) -> bool:
         return self.certified_accuracy >= self.threshold
 
     def to_dict(self) -> dict[str, Any]:
-        return {"min_certified": self.threshold, "eps": self.eps, "certified_accuracy": self.certified_accuracy,
-                "passed": self.passed, "rule": "certified accuracy at every listed eps (i.e. the largest) >= min_certified"}
+        return {"min_certified": self.threshold, "eps": self.eps, "eps_text": self.eps_text or f"{self.eps:g}",
+                "certified_accuracy": self.certified_accuracy, "passed": self.passed, "rule": "certified accuracy at every listed eps (i.e. the largest) >= min_certified"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,7 +42,8 @@ class CertifyResult:
     Per-sample arrays (CPU tensors, length N): ``index`` (position in the source), ``label``,
     ``prediction``, ``radius`` (0 when misclassified), ``pgd_robust`` (len(eps) × N, or None
     with ``--no-attack``).  ``guarantee`` labels the pairwise constants and so the radii: with
-    ``estimate`` the radii are *not* certificates.
+    ``estimate`` the radii are *not* certificates.  ``eps_text`` holds each ε as it was given
+    (``36/255``), for display; ``eps`` holds the values.
     """
 
     model: str
@@ -61,6 +64,11 @@ class CertifyResult:
     device: str = "cpu"
     notes: tuple[str, ...] = ()
     gate: Gate | None = None
+    eps_text: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.eps_text) != len(self.eps):
+            object.__setattr__(self, "eps_text", tuple(f"{e:g}" for e in self.eps))
 
     # ---------------------------------------------------------------- aggregates
     @property
@@ -106,7 +114,8 @@ class CertifyResult:
         """This result with the ``--min-certified`` gate evaluated (see :class:`Gate`)."""
         worst = max(range(len(self.eps)), key=lambda i: (self.eps[i], -self.certified_accuracy[i]))
         acc = min(self.certified_accuracy)
-        return replace(self, gate=Gate(threshold=threshold, eps=self.eps[worst], certified_accuracy=acc))
+        return replace(self, gate=Gate(threshold=threshold, eps=self.eps[worst], certified_accuracy=acc,
+                                       eps_text=self.eps_text[worst]))
 
     # ---------------------------------------------------------------- outputs
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +126,7 @@ class CertifyResult:
             "data": dict(self.data),
             "norm": norm_name(self.norm),
             "eps": list(self.eps),
+            "eps_text": list(self.eps_text),
             "samples": self.samples,
             "clean_accuracy": self.clean_accuracy,
             "certified_accuracy": self.certified_accuracy,
@@ -132,6 +142,7 @@ class CertifyResult:
             "timings": dict(self.timings),
             "device": self.device,
             "notes": list(self.notes),
+            "warnings": warnings_in(self.notes),
             "gate": self.gate.to_dict() if self.gate else None,
         }
 

@@ -27,23 +27,22 @@ from enum import Enum
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from liplt_cli.cli.options import (
-    ArchOpt,
-    DeviceOpt,
+    PANEL_METHOD,
+    PANEL_OUTPUT,
     DeviceChoice,
-    InputShapeOpt,
+    DeviceOpt,
     JsonOpt,
-    MeanOpt,
     ModelArg,
+    ModelSource,
     NormChoice,
     NormOpt,
-    StdOpt,
-    load_cli_model,
+    at_least,
+    model_source_options,
     resolve_device,
 )
-from liplt_cli.cli.render import fmt, print_json, progress, stdout_console
+from liplt_cli.cli.render import StageProgress, add_warnings, fmt, print_json, print_warnings, stdout_console
 
 
 class MethodChoice(str, Enum):
@@ -56,6 +55,8 @@ GUARANTEE_STYLE = {"exact": "green", "upper bound": "green", "estimate": "yellow
 
 
 def _render(result, show: str, model: str) -> None:
+    from rich.table import Table
+
     console = stdout_console()
     if not console.is_terminal:
         console.width = max(console.width, 140)
@@ -121,51 +122,67 @@ def register(app: typer.Typer) -> None:
             "default: every number is exact or a guaranteed upper bound; --fast gives estimates."
         ),
     )
+    @model_source_options
     def bound_cmd(
         model: ModelArg,
         norm: NormOpt = NormChoice.l2,
-        method: Annotated[MethodChoice, typer.Option("--method", help="naive, liplt or all.")] = MethodChoice.all,
-        pairwise: Annotated[bool, typer.Option("--pairwise", help="Also print the K×K matrix of L_ij.")] = False,
-        per_class: Annotated[bool, typer.Option("--per-class", help="Also print L_i for every class.")] = False,
-        global_only: Annotated[bool, typer.Option("--global", help="Print only the summary table (default).")] = False,
+        method: Annotated[
+            MethodChoice,
+            typer.Option("--method", metavar="naive|liplt|all", help="Which bound to compute.", rich_help_panel=PANEL_METHOD),
+        ] = MethodChoice.all,
+        pairwise: Annotated[
+            bool, typer.Option("--pairwise", help="Also print the K×K matrix of L_ij.", rich_help_panel=PANEL_OUTPUT)
+        ] = False,
+        per_class: Annotated[
+            bool, typer.Option("--per-class", help="Also print L_i for every class.", rich_help_panel=PANEL_OUTPUT)
+        ] = False,
+        global_only: Annotated[
+            bool,
+            typer.Option("--global", help="Print only the summary table (what you get without --pairwise or --per-class).",
+                         rich_help_panel=PANEL_OUTPUT),
+        ] = False,
         fast: Annotated[
-            bool, typer.Option("--fast", help="Power-iteration estimates for inner norms (fast; NOT guaranteed).")
+            bool,
+            typer.Option("--fast", help="Power-iteration estimates for inner norms (fast; NOT guaranteed).",
+                         rich_help_panel=PANEL_METHOD),
         ] = False,
         iterations: Annotated[
-            int, typer.Option("--iterations", min=1, help="Power iterations per norm with --fast.")
+            int,
+            typer.Option("--iterations", metavar="N", callback=at_least(1), rich_help_panel=PANEL_METHOD,
+                         help="Power iterations per norm with --fast (at least 1)."),
         ] = 100,
         explicit_budget: Annotated[
             float,
             typer.Option(
-                "--explicit-budget",
-                min=0.0,
+                "--explicit-budget", metavar="FLOPS", callback=at_least(0), rich_help_panel=PANEL_METHOD,
+                show_default="4e10",
                 help="Largest cost (≈ flops) of making a map explicit to take its exact norm; "
                 "larger is tighter and slower.",
             ),
         ] = 4e10,
         device: DeviceOpt = DeviceChoice.auto,
         json_out: JsonOpt = False,
-        input_shape: InputShapeOpt = None,
-        mean: MeanOpt = None,
-        std: StdOpt = None,
-        arch: ArchOpt = None,
+        *,
+        source: ModelSource,
     ) -> None:
         from liplt_cli.lipschitz import EngineOptions, compute_bounds
 
         if sum([pairwise, per_class, global_only]) > 1:
             raise typer.BadParameter("choose at most one of --pairwise, --per-class, --global")
         dev = resolve_device(device)
-        graph = load_cli_model(model, input_shape, mean, std, arch)
+        graph = source.load(model)
         # "designed" appears only for models with Proposition 2 blocks certified from their weights
         methods = ("naive", "liplt", "designed") if method is MethodChoice.all else (method.value,)
         options = EngineOptions(norm=norm.value, fast=fast, iterations=iterations, explicit_budget=explicit_budget)
-        with progress(enabled=not json_out) as bar:
-            task = bar.add_task("computing norms", total=None)
-
-            def on_progress(phase: str, done: int, total: int) -> None:
-                bar.update(task, description=phase, completed=done, total=total)
-
-            result = compute_bounds(graph, options, methods=methods, device=dev, progress=on_progress, model=str(model))
+        with StageProgress(enabled=not json_out) as report:
+            result = compute_bounds(graph, options, methods=methods, device=dev, progress=report, model=str(model))
+        ignored = []
+        if not fast and iterations != 100:
+            ignored.append(f"--iterations {iterations} is ignored without --fast (it sets the power iterations)")
+        if fast and explicit_budget != 4e10:
+            ignored.append("--explicit-budget is ignored with --fast (no map is made explicit)")
+        result = add_warnings(result, ignored)
+        print_warnings(result.notes)
         if json_out:
             print_json(result.to_dict())
         else:

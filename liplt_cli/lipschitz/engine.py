@@ -18,23 +18,31 @@ Which rule makes the default sound
 Every inner term is either
 
 1. *exact*: the map is made explicit (basis vectors pushed through the linear network from its
-   narrower side, in float64) and its norm taken exactly (Gram eigenvalue / abs-sums), when the
-   cost fits ``explicit_budget`` (:mod:`.explicit`); or
-2. an *upper bound*: :math:`P_{k,s} = \|B_{k,s}\| + \sum_l \|B_{k,l}\| |c_l| P_{\mathrm{pre}(l),s}`
-   (triangle inequality over the last activation on each path), built from per-segment norms that
-   are themselves exact or upper bounds (SVD of dense layers, FFT bound of convolutions,
-   absolute-value propagation for ℓ∞/ℓ1), and for ℓ∞/ℓ1 the absolute-value propagation of the
-   whole map; the smaller of the available bounds is used (:mod:`.structural`).
+   narrower side, in float64) and its norm taken exactly (Gram eigenvalue / abs-sums), when its
+   dense cost fits ``min(explicit_budget, DENSE_EXPLICIT_CAP)`` (:mod:`.explicit`); or, for ℓ2,
+   from a Gram matrix built by operator products (on its narrow side, or through a narrow
+   dominating activation) with a certified top eigenvalue (:mod:`.gram`), for the terms chosen
+   by :mod:`.planner` in order of how much each lowers the final number, within the Gram budget;
+2. an *upper bound*: the smallest of :math:`P_{k,s} = \|B_{k,s}\| + \sum_l \|B_{k,l}\| |c_l|
+   P_{\mathrm{pre}(l),s}` (triangle inequality over the last activation on each path), built from
+   per-segment norms that are themselves exact or upper bounds (SVD of dense layers, FFT bound of
+   convolutions, absolute-value propagation for ℓ∞/ℓ1), of the split bound
+   :math:`\|A_{k,l}\| |c_l| \|A_{\mathrm{pre}(l),s}\|` through a dominating activation with the
+   best values of the two shorter maps (ℓ2, :mod:`.chains`), and for ℓ∞/ℓ1 of the
+   absolute-value propagation of the whole map (:mod:`.structural`).
 
-Power iteration is used only with ``fast=True`` and is then labelled *estimate*.  Because every
-LipLT term is at most its :math:`P` bound, and the :math:`P` recursion reproduces the naive bound
-exactly when :math:`|c_j| + r_j = \mathrm{Lip}_j`, sound LipLT ≤ sound naive (Proposition 3); the
-final LipLT number is additionally capped by naive so round-off cannot invert them.
+Power iteration is used only with ``fast=True`` and is then labelled *estimate* (the planner's
+ranking uses estimates to *choose* terms, never as values).  Because every LipLT term is at most
+its :math:`P` bound, and the :math:`P` recursion reproduces the naive bound exactly when
+:math:`|c_j| + r_j = \mathrm{Lip}_j`, sound LipLT ≤ sound naive (Proposition 3); the final LipLT
+number is additionally capped by naive so round-off cannot invert them.
 
 Module layout: :mod:`.options` (settings), :mod:`.transform` (modes, slopes),
 :mod:`.structure` (sources, targets, reach), :mod:`.propagation` (batched walks),
-:mod:`.terms` (term table, output rows), :mod:`.explicit`, :mod:`.structural`,
-:mod:`.power` (estimates), :mod:`.recursions`, this entry point, and :mod:`.training`.
+:mod:`.terms` (term table, output rows), :mod:`.explicit`, :mod:`.structural`, :mod:`.chains`
+(dominators, split bounds), :mod:`.support` / :mod:`.gram` / :mod:`.banded` / :mod:`.eigen`
+(exact norms from Gram matrices), :mod:`.planner` (where the budget goes), :mod:`.power`
+(estimates), :mod:`.recursions`, this entry point, and :mod:`.training`.
 """
 
 from __future__ import annotations
@@ -45,10 +53,12 @@ from typing import Any, Callable, Sequence
 import torch
 
 from liplt_cli.graph.graph import LayerGraph
+from liplt_cli.lipschitz.chains import dominators
 from liplt_cli.lipschitz.designed import DESIGNED, with_designed_terms
 from liplt_cli.lipschitz.explicit import affordable, explicit_terms
 from liplt_cli.lipschitz.norms import SAFETY
 from liplt_cli.lipschitz.options import EngineOptions
+from liplt_cli.lipschitz.planner import Planner
 from liplt_cli.lipschitz.power import power_norms
 from liplt_cli.lipschitz.recursions import Recursion, liplt, naive
 from liplt_cli.lipschitz.result import BoundResult, Guarantee, MethodBound
@@ -56,6 +66,7 @@ from liplt_cli.lipschitz.structural import abs_propagation_terms, p_bounds, segm
 from liplt_cli.lipschitz.structure import CUT, LT, Structure, analyse
 from liplt_cli.lipschitz.terms import Terms, count_labels, output_terms
 from liplt_cli.lipschitz.transform import Mode
+from liplt_cli.notes import warnings_in
 
 Progress = Callable[[str, int, int], None]
 Pairs = list[tuple[str, str]]
@@ -80,10 +91,14 @@ def _fill_terms(
         for (k, s), v in est.items():
             terms.offer(mode, k, s, v, Guarantee.ESTIMATE)
         return pstate.last_relative_change
+    if progress:
+        progress(f"structural bounds ({mode.value})", 0, 1)
     for (k, s), (value, label) in structural().items():
         terms.offer(mode, k, s, value, label)
     if structure.p != 2:
         abs_propagation_terms(structure, mode, pairs, terms)
+    if progress:
+        progress(f"structural bounds ({mode.value})", 1, 1)
     pending = [
         (k, s) for k, s in pairs
         if terms.get(mode, k, s).guarantee is not Guarantee.EXACT and affordable(structure, k, s, opts)
@@ -141,6 +156,10 @@ class _Run:
 
         change = _fill_terms(structure, LT, pairs, self.terms, self.opts, self.progress, structural)
         out = output_terms(structure, LT)
+        if structure.p == 2 and not self.opts.fast and pairs:
+            budget, max_side = self.opts.gram_limits(structure.graph.device.type)
+            Planner(structure, dominators(structure, pairs), self.terms, out, self.inner, pairs, budget, max_side,
+                    self.opts.seed, self.progress).run()
         rec = liplt(structure, self.terms, out, self.inner)
         labels = self.terms.labels(LT, pairs) + [Guarantee.EXACT] * len(out)
         if Guarantee.weakest(labels).sound and cap is not None:
@@ -167,8 +186,9 @@ def compute_bounds(
     Sound by default (every number exact or an upper bound, see the module docstring); with
     ``options.fast`` the inner ℓ2 terms are power-iteration *estimates* (labelled so).
     Computation runs on ``device`` (default: the graph's device), in float64 (sound) or float32
-    (fast).  Keyword ``settings`` are a shorthand for ``options=EngineOptions(**settings)``
-    (e.g. ``compute_bounds(g, norm="inf")``); giving both is an error.
+    (fast).  ``options`` is the only way settings arrive: a keyword such as ``norm="inf"`` is a
+    :class:`ValueError` that names :class:`EngineOptions` (``EngineOptions(norm="inf")`` accepts the
+    same values), so a setting can never be given twice or silently ignored.
 
     Proposition 2 blocks (:mod:`.designed`): with ``designed_terms`` (default), sound ℓ2 LipLT on a
     graph with blocks re-certified from their weights also uses each block's designed bound as a
@@ -204,17 +224,27 @@ def compute_bounds(
             "fast": opts.fast, "iterations": opts.iterations if opts.fast else None,
             "explicit_budget": opts.explicit_budget, "explicit_max_side": opts.explicit_max_side,
         },
+        notes=tuple(warnings_in(graph.notes)),
     )
 
 
 def _options(options: EngineOptions | None, settings: dict[str, Any]) -> EngineOptions:
-    if options is None:
-        return EngineOptions(**settings)
+    """``options`` checked to be an :class:`EngineOptions` (default settings when ``None``).
+
+    Keyword settings are refused with a :class:`ValueError` that shows the ``EngineOptions`` call
+    to write instead (and, when ``options`` was given too, says the settings came twice).
+    """
     if settings:
+        given = ", ".join(f"{k}={v!r}" for k, v in sorted(settings.items()))
+        twice = " (settings came both in options and as keywords: give them once, not both)" if options is not None else ""
         raise ValueError(
-            f"give the engine settings either as options=EngineOptions(...) or as keywords, not both "
-            f"(got options and {', '.join(sorted(settings))})"
+            f"compute_bounds takes its settings as one EngineOptions, not as keywords: "
+            f"write compute_bounds(graph, EngineOptions({given})){twice}"
         )
+    if options is None:
+        return EngineOptions()
     if not isinstance(options, EngineOptions):
-        raise ValueError(f"options must be an EngineOptions, got {type(options).__name__}")
+        hint = (f" (for the norm write EngineOptions(norm={options!r}))" if isinstance(options, (str, int, float))
+                else "")
+        raise ValueError(f"options must be an EngineOptions, got {type(options).__name__}{hint}")
     return options

