@@ -45,9 +45,9 @@ def train_for(arch: str, budget: float, data, out: Path, args) -> dict:
     while spent < budget:
         epoch += 1
         res = loop.train(cfg.replace(epochs=epoch), data=data, resume=epoch > 1)
-        spent = sum(r["train_seconds"] for r in res.records)
+        spent = sum(r.train_seconds for r in res.records)
     return {"arch": arch, "epochs": epoch, "train_seconds": spent, "onnx": res.files["onnx"],
-            "train_acc": res.records[-1]["train_acc"]}
+            "train_acc": res.records[-1].train_acc}
 
 
 def tightness(graph, samples: int) -> tuple[dict, PairwiseConstants]:
