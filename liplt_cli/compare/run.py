@@ -111,7 +111,7 @@ def compare_graph(
 
         start = time.perf_counter()
         result = compute_bounds(graph, EngineOptions(norm=norm), methods=tuple(engine), device=device, model=model,
-                                progress=stage("/".join(engine)))
+                                progress=stage("/".join(m for m in engine if m not in optional)))
         if "designed" in optional and "designed" not in result.methods:
             methods = tuple(m for m in methods if m != "designed")
             engine.remove("designed")
