@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         dataset: Annotated[Optional[str], typer.Option("--dataset", help="mnist, cifar10, or a dataset path (IDX/CIFAR folder, image folder, .npz).")] = None,
         data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder holding the dataset files; without it, mnist means the embedded 5,000-image sample.")] = None,
-        arch: Annotated[Optional[str], typer.Option("--arch", help="4C3F, 6C2F, 8C2F, mlp:W1,W2,..., or Proposition 2 residual layers: prop2-mlp:KxN (linear stem to N, K dense layers, linear head) or prop2-conv:KxC1-C2-... (conv stem, K conv layers per stage, stride-2 downsampling, linear head); options ,sn|aol|sll (T choice, default sll) and ,rho=learn|VALUE (default learn).")] = None,
+        arch: Annotated[Optional[str], typer.Option("--arch", help="4C3F, 6C2F, 8C2F, 2C2F, mlp:W1,W2,..., or Proposition 2 residual layers: prop2-mlp:KxN (linear stem to N, K dense layers, linear head) or prop2-conv:KxC1-C2-... (conv stem, K conv layers per stage, stride-2 downsampling, linear head); options ,sn|aol|sll (T choice, default sll) and ,rho=learn|VALUE (default learn).")] = None,
         activation: Annotated[Optional[str], typer.Option("--activation", help="relu, tanh, leaky_relu, gelu, ...")] = None,
         epochs: Annotated[Optional[int], typer.Option("--epochs", help="Number of epochs.")] = None,
         batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size (split across ranks).")] = None,

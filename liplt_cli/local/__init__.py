@@ -1,0 +1,1 @@
+"""Local LipLT: certificates and Lipschitz constants valid on a ball around each sample."""

@@ -1,0 +1,128 @@
+r"""The input region of a local certificate: an ℓp ball around each sample, optionally clipped.
+
+For a batch of S samples :math:`x_s` with radii :math:`\varepsilon_s`, the region of sample s is
+
+.. math:: \mathcal B_s = \{x' : \|x' - x_s\|_p \le \varepsilon_s\} \;\cap\; D,
+          \qquad D = [d_{lo}, d_{hi}]^n \text{ (the input domain, when given; else } \mathbb R^n).
+
+Everything local is proved for every :math:`x' \in \mathcal B_s`: with a domain (``--input-range
+0,1``) the certificate says nothing about points outside it (images outside [0, 1] are not
+images), which is also the region the PGD attack searches.
+
+:meth:`Ball.box` is the smallest box containing :math:`\mathcal B_s` coordinate-wise
+(:math:`|\delta_n| \le \|\delta\|_p` for every p), the start of interval propagation.
+:meth:`Ball.min_linear` lower-bounds :math:`\min_{x' \in \mathcal B_s} a^\top (x' - x_s)` for
+many rows a at once -- the last step of every back-substitution -- by the largest of
+
+* the ball bound :math:`-\varepsilon_s \|a\|_{p^*}` (Hölder; exact without a domain);
+* the box bound :math:`\sum_n \min(a_n \underline\delta_n, a_n \overline\delta_n)` over the box
+  :math:`[\underline\delta, \overline\delta] = \mathrm{box} - x_s` (exact for ℓ∞);
+* for ℓ2 with a domain, the Lagrangian dual bound: for any :math:`\mu > 0`,
+
+  .. math:: g(\mu) = \sum_n \min_{\delta_n \in [\underline\delta_n, \overline\delta_n]}
+            \big(a_n \delta_n + \tfrac\mu2 \delta_n^2\big) - \tfrac\mu2 \varepsilon_s^2
+            \;\le\; a^\top\delta \quad \text{for every feasible } \delta
+
+  (weak duality: the added term is ≤ 0 on the ball), the inner minimum being attained at
+  :math:`\delta_n = \mathrm{clip}(-a_n/\mu, \underline\delta_n, \overline\delta_n)`.  It is a
+  valid bound for *every* μ; a few Newton steps on :math:`\|\delta(1/t)\|_2 = \varepsilon_s`
+  choose a good one (the exact minimum when they converge), and the best value seen is kept.
+
+The numbers are float64; their round-off is covered by the relative margin the callers add
+(:data:`~liplt_cli.lipschitz.norms.SAFETY`, as for every sound number of the engine).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from liplt_cli.lipschitz.norms import dual_exponent
+
+_NEWTON_STEPS = 6
+
+
+@dataclass(frozen=True, eq=False)
+class Ball:
+    """Balls :math:`\\|x' - x_s\\|_p \\le \\varepsilon_s` (∩ the domain) around a batch of samples.
+
+    ``centre``: ``(S, *input_shape)`` float64; ``radius``: ``(S,)`` float64, ≥ 0; ``p`` ∈
+    {2, ∞, 1}; ``domain``: ``(lo, hi)`` bounds of every input coordinate, or ``None``.  Every
+    centre must lie in the domain (the caller checks the data).
+    """
+
+    centre: torch.Tensor
+    radius: torch.Tensor
+    p: float
+    domain: tuple[float, float] | None = None
+
+    @property
+    def samples(self) -> int:
+        return int(self.centre.shape[0])
+
+    def _per_sample(self, v: torch.Tensor) -> torch.Tensor:
+        return v.reshape(-1, *([1] * (self.centre.dim() - 1)))
+
+    def box(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lower and upper corners ``(S, *input_shape)`` of the smallest box containing each region."""
+        e = self._per_sample(self.radius)
+        lo, hi = self.centre - e, self.centre + e
+        if self.domain is not None:
+            lo = lo.clamp_min(self.domain[0])
+            hi = hi.clamp_max(self.domain[1])
+        return lo, hi
+
+    def subset(self, keep: torch.Tensor) -> "Ball":
+        """The balls of the samples selected by ``keep`` (indices or a boolean mask)."""
+        return Ball(self.centre[keep], self.radius[keep], self.p, self.domain)
+
+    def min_linear(self, rows: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+        """Lower bounds of :math:`\\min_{x' \\in \\mathcal B_s} a^\\top (x' - x_s)`, one per row.
+
+        ``rows``: ``(R, *input_shape)``; ``samples``: ``(R,)`` the sample of each row.  See the
+        module docstring for the three bounds (the largest is returned).
+        """
+        a = rows.reshape(rows.shape[0], -1)
+        eps = self.radius[samples]
+        bound = -eps * torch.linalg.vector_norm(a, ord=dual_exponent(self.p), dim=1)
+        if self.domain is None and not math.isinf(self.p):
+            return bound
+        lo, hi = self.box()
+        flat_x = self.centre.reshape(self.samples, -1)
+        d_lo = (lo.reshape(self.samples, -1) - flat_x)[samples]
+        d_hi = (hi.reshape(self.samples, -1) - flat_x)[samples]
+        box = torch.minimum(a * d_lo, a * d_hi).sum(dim=1)
+        bound = torch.maximum(bound, box)
+        if self.p == 2 and self.domain is not None:
+            bound = torch.maximum(bound, _l2_box_dual(a, d_lo, d_hi, eps))
+        return bound
+
+
+def _l2_box_dual(a: torch.Tensor, d_lo: torch.Tensor, d_hi: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    r"""The best of a few Lagrangian dual bounds :math:`g(1/t)` for :math:`\min a^\top\delta`,
+    :math:`\|\delta\|_2 \le \varepsilon`, :math:`\underline\delta \le \delta \le \overline\delta`.
+
+    Newton steps on :math:`f(t) = \|\mathrm{clip}(-t a)\|^2 - \varepsilon^2` from
+    :math:`t_0 = \varepsilon/\|a\|` (where clipping only shrinks the vector, so :math:`f \le 0`);
+    every iterate's dual value is a valid bound and the largest is kept.
+    """
+    norm = torch.linalg.vector_norm(a, dim=1)
+    best = torch.full_like(norm, -math.inf)
+    live = norm > 0
+    if not bool(live.any()):
+        return torch.zeros_like(norm)
+    t = torch.where(live, eps / norm.clamp_min(1e-300), torch.zeros_like(norm))
+    eps2 = eps * eps
+    for _ in range(_NEWTON_STEPS):
+        delta = torch.clamp(-t[:, None] * a, d_lo, d_hi)
+        inv = 1.0 / t.clamp_min(1e-300)
+        value = (a * delta).sum(dim=1) + 0.5 * inv * ((delta * delta).sum(dim=1) - eps2)
+        best = torch.where(live & (t > 0), torch.maximum(best, value), best)
+        free = (delta > d_lo) & (delta < d_hi)
+        slope = 2 * t * (a * a * free).sum(dim=1)
+        gap = (delta * delta).sum(dim=1) - eps2
+        step = torch.where(slope > 0, -gap / slope.clamp_min(1e-300), torch.zeros_like(t))
+        t = torch.maximum(t + step, 0.25 * t)
+    return torch.where(live, best, torch.zeros_like(norm))
