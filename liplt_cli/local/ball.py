@@ -101,28 +101,36 @@ class Ball:
 
 
 def _l2_box_dual(a: torch.Tensor, d_lo: torch.Tensor, d_hi: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    r"""The best of a few Lagrangian dual bounds :math:`g(1/t)` for :math:`\min a^\top\delta`,
+    r"""A Lagrangian dual bound :math:`g(1/t)` for :math:`\min a^\top\delta`,
     :math:`\|\delta\|_2 \le \varepsilon`, :math:`\underline\delta \le \delta \le \overline\delta`.
 
     Newton steps on :math:`f(t) = \|\mathrm{clip}(-t a)\|^2 - \varepsilon^2` from
-    :math:`t_0 = \varepsilon/\|a\|` (where clipping only shrinks the vector, so :math:`f \le 0`);
-    every iterate's dual value is a valid bound and the largest is kept.
+    :math:`t_0 = \varepsilon/\|a\|` (where clipping only shrinks the vector, so :math:`f \le 0`)
+    *choose* t in float32 (any t > 0 gives a valid bound, so the choice needs no precision);
+    the dual values of the last two iterates are then evaluated in float64 and the larger kept.
     """
     norm = torch.linalg.vector_norm(a, dim=1)
-    best = torch.full_like(norm, -math.inf)
     live = norm > 0
     if not bool(live.any()):
         return torch.zeros_like(norm)
-    t = torch.where(live, eps / norm.clamp_min(1e-300), torch.zeros_like(norm))
-    eps2 = eps * eps
+    a32, lo32, hi32 = a.float(), d_lo.float(), d_hi.float()
+    eps2_32 = (eps * eps).float()
+    t = torch.where(live, eps / norm.clamp_min(1e-300), torch.zeros_like(norm)).float()
+    previous = t
     for _ in range(_NEWTON_STEPS):
-        delta = torch.clamp(-t[:, None] * a, d_lo, d_hi)
-        inv = 1.0 / t.clamp_min(1e-300)
-        value = (a * delta).sum(dim=1) + 0.5 * inv * ((delta * delta).sum(dim=1) - eps2)
-        best = torch.where(live & (t > 0), torch.maximum(best, value), best)
-        free = (delta > d_lo) & (delta < d_hi)
-        slope = 2 * t * (a * a * free).sum(dim=1)
-        gap = (delta * delta).sum(dim=1) - eps2
-        step = torch.where(slope > 0, -gap / slope.clamp_min(1e-300), torch.zeros_like(t))
-        t = torch.maximum(t + step, 0.25 * t)
+        delta = torch.clamp(-t[:, None] * a32, lo32, hi32)
+        free = (delta > lo32) & (delta < hi32)
+        slope = 2 * t * (a32 * a32 * free).sum(dim=1)
+        gap = (delta * delta).sum(dim=1) - eps2_32
+        step = torch.where(slope > 0, -gap / slope.clamp_min(1e-30), torch.zeros_like(t))
+        previous, t = t, torch.maximum(t + step, 0.25 * t)
+    eps2 = eps * eps
+    best = torch.full_like(norm, -math.inf)
+    for choice in (previous, t):
+        tt = choice.double()
+        ok = live & (tt > 0) & torch.isfinite(tt)
+        tt = torch.where(ok, tt, torch.ones_like(tt))
+        delta = torch.clamp(-tt[:, None] * a, d_lo, d_hi)
+        value = (a * delta).sum(dim=1) + 0.5 / tt * ((delta * delta).sum(dim=1) - eps2)
+        best = torch.where(ok, torch.maximum(best, value), best)
     return torch.where(live, best, torch.zeros_like(norm))

@@ -149,13 +149,15 @@ def local_radii(
     graph: LayerGraph, x: torch.Tensor, labels: torch.Tensor, p: float, global_pairwise: torch.Tensor,
     eps: Sequence[float] = (), *, domain: tuple[float, float] | None = None, tolerance: float = 0.05,
     options: LocalOptions = LocalOptions(), batch_size: int = 64, device: str | torch.device = "cpu",
-    progress: ProgressFn | None = None,
+    refine: bool = True, progress: ProgressFn | None = None,
 ) -> LocalRadii:
     """Local radii of every sample (module docstring), batched over samples.
 
     ``x`` ``(N, *input_shape)``, ``labels`` ``(N,)``; ``global_pairwise`` ``(K, K)`` sound global
     constants; ``eps``: values checked exactly; ``domain``: input range (lo, hi) or ``None``.
-    ``progress(done, total)`` counts samples whose radius is final.
+    ``refine=False`` checks only the listed ε (steps 1-2: the radius is then the largest listed
+    ε verified, or the global radius).  ``progress(done, total)`` counts samples whose radius is
+    final.
     """
     start = time.perf_counter()
     g = graph.detached().to(device=device, dtype=torch.float64)
@@ -172,7 +174,7 @@ def local_radii(
         xb = x[sl].to(device=device, dtype=torch.float64)
         yb = labels[sl].to(device)
         out = _search(g, xb, yb, p, global_pairwise, sorted(set(float(e) for e in eps if e > 0)), domain,
-                      tolerance, options, labels_used)
+                      tolerance, options, labels_used, refine)
         radius[sl], verified[sl], global_r[sl], preds[sl], evaluations[sl] = (t.cpu() for t in out)
         done = sl.stop
         if progress is not None:
@@ -189,7 +191,7 @@ def _global_radius(z: torch.Tensor, y: torch.Tensor, pairwise: torch.Tensor) -> 
 
 def _search(graph: LayerGraph, x: torch.Tensor, y: torch.Tensor, p: float, global_pairwise: torch.Tensor,
             eps: list[float], domain: tuple[float, float] | None, tolerance: float, options: LocalOptions,
-            labels_used: list[Guarantee]) -> tuple[torch.Tensor, ...]:
+            labels_used: list[Guarantee], refine: bool = True) -> tuple[torch.Tensor, ...]:
     s = x.shape[0]
     z = graph.evaluate(x).reshape(s, -1)
     pred = z.argmax(dim=1)
@@ -216,14 +218,14 @@ def _search(graph: LayerGraph, x: torch.Tensor, y: torch.Tensor, p: float, globa
     for e in eps:  # the listed ε, exactly; skip what the global radius already covers
         at = torch.full((s,), e, dtype=torch.float64, device=x.device)
         evaluate(correct & (r_global <= e) & (hi > e) & (lo < e), at)
-    for _ in range(MAX_DOUBLINGS):  # find a refuted ε above the start where none is known
+    for _ in range(MAX_DOUBLINGS if refine else 0):  # find a refuted ε above the start where none is known
         open_ended = correct & torch.isinf(hi)
         if not bool(open_ended.any()):
             break
         base = torch.maximum(lo, r_global)
         at = torch.where(base > 0, 2 * base, torch.full_like(base, 1e-3))
         evaluate(open_ended, at)
-    for _ in range(MAX_BISECTIONS):
+    for _ in range(MAX_BISECTIONS if refine else 0):
         base = torch.maximum(lo, r_global)
         active = correct & torch.isfinite(hi) & (hi > base * (1 + tolerance)) & (hi > MIN_RADIUS)
         if not bool(active.any()):

@@ -126,7 +126,7 @@ class LocalLipLT:
     def set_block(self, node: str) -> None:
         """A Lipschitz block: no linear part, radius its ℓp constant, every output counts."""
         self.radius[node] = float(self._base.radius[node])
-        shape = self.graph.node(node).out_shape
+        shape = self.graph.node(self.pre(node)).out_shape  # U_j: every coordinate of the block's input
         self.unstable[node] = torch.ones((self.count, *shape), dtype=torch.bool, device=self.graph.device)
 
     def pre(self, node: str) -> str:
