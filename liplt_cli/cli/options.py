@@ -148,3 +148,15 @@ def load_cli_model(model, input_shape: str | None, mean: str | None, std: str | 
         if not exc.parameters:
             raise
         raise exc.renamed(MODEL_FLAGS) from None
+
+
+def parse_input_range(text: str | None, auto: tuple[float, float] | None) -> tuple[float, float] | None:
+    """``--input-range``: ``LO,HI``, ``none`` (no domain), or ``auto`` (``auto``'s value)."""
+    if text is None or text.strip().lower() == "auto":
+        return auto
+    if text.strip().lower() == "none":
+        return None
+    values = parse_float_list(text, "--input-range")
+    if values is None or len(values) != 2 or not all(math.isfinite(v) for v in values) or values[0] >= values[1]:
+        raise ArgumentError(f"--input-range takes LO,HI with LO < HI (e.g. 0,1), 'auto' or 'none'; got '{text}'")
+    return values[0], values[1]

@@ -9,7 +9,7 @@
 from liplt_cli.local.analysis import BallAnalysis, LocalOptions, analyse_ball
 from liplt_cli.local.ball import Ball
 from liplt_cli.local.bounds import LocalBoundResult, local_bounds
-from liplt_cli.local.certificate import LocalRadii, MarginBounds, local_radii, margin_bounds
+from liplt_cli.local.certificate import LocalRadii, LocalSettings, MarginBounds, local_radii, margin_bounds
 
-__all__ = ["Ball", "BallAnalysis", "LocalBoundResult", "LocalOptions", "LocalRadii", "MarginBounds", "analyse_ball", "local_bounds", "local_radii",
+__all__ = ["Ball", "BallAnalysis", "LocalBoundResult", "LocalOptions", "LocalRadii", "LocalSettings", "MarginBounds", "analyse_ball", "local_bounds", "local_radii",
            "margin_bounds"]

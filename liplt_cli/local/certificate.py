@@ -116,6 +116,24 @@ def margin_bounds(
     return MarginBounds(lipschitz, relaxation, best, constants, verified, guarantee)
 
 
+@dataclass(frozen=True)
+class LocalSettings:
+    """How ``certify`` computes local radii: the input ``domain`` (lo, hi) or ``None``, the
+    relative ``tolerance`` of the radius search, the analysis ``options``, and the number of
+    samples analysed together (``batch_size``; memory grows with it)."""
+
+    domain: tuple[float, float] | None = (0.0, 1.0)
+    tolerance: float = 0.05
+    options: LocalOptions = LocalOptions()
+    batch_size: int = 32
+    refine: bool = True
+
+    def to_dict(self) -> dict:
+        return {"domain": list(self.domain) if self.domain is not None else None, "tolerance": self.tolerance,
+                "relaxations": self.options.relaxations, "lipschitz": self.options.lipschitz,
+                "batch_size": self.batch_size, "refine": self.refine}
+
+
 @dataclass(frozen=True, eq=False)
 class LocalRadii:
     """Per-sample local radii (CPU tensors) and how they were found.
