@@ -62,13 +62,17 @@ class LocalOptions:
     and local constants of the margins (default on; without it only the relaxations prove
     anything); ``budget``: largest per-sample cost (≈ flops,
     ``min(U,d)²·max(U,d)``) of an exact ℓ2 norm of a local map, beyond which a sound upper bound
-    is used; ``chunk``: values per group of pulled-back rows (memory).
+    is used; ``chunk``: values per group of pulled-back rows (memory); ``focused_dual``: compute
+    the ℓ2-ball ∩ box dual bound (:mod:`liplt_cli.local.ball`) only for rows whose sign it could
+    still decide (faster, but the intervals of neurons left unstable are wider: on the MNIST MLP
+    of the benchmark it halves the time at ε = 0.3 and certifies fewer points; off by default).
     """
 
     relaxations: bool = True
     lipschitz: bool = True
     budget: float = 2e8
     chunk: int = 1 << 23
+    focused_dual: bool = False
 
 
 class _Values(Evaluation):
@@ -114,9 +118,12 @@ class BallAnalysis:
     def output_constants(self) -> LocalConstants:
         return self.lt.output_constants()
 
-    def relaxed_lower_bounds(self, target: str, rows: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
-        """Lower bounds of :math:`\\lambda^\\top (y_t(x') - y_t(x))` on the region, one per row."""
-        return relaxed_lower_bounds(self.graph, target, rows, samples, self.relaxations, self.block_boxes, self.ball)
+    def relaxed_lower_bounds(self, target: str, rows: torch.Tensor, samples: torch.Tensor,
+                             goal: torch.Tensor | None = None) -> torch.Tensor:
+        """Lower bounds of :math:`\\lambda^\\top (y_t(x') - y_t(x))` on the region, one per row
+        (``goal``: see :func:`~liplt_cli.local.relaxation.relaxed_lower_bounds`)."""
+        return relaxed_lower_bounds(self.graph, target, rows, samples, self.relaxations, self.block_boxes, self.ball,
+                                    goal)
 
 
 def _groups(samples: torch.Tensor, count: int, max_rows: int) -> Iterator[slice]:
@@ -200,11 +207,17 @@ class _BallWalk(GraphWalk):
         if rows.shape[0] == 0:
             return lo, hi
         width = math.prod(a.graph.input_shape) + sum(math.prod(a.graph.node(n).out_shape) for n in a.relaxations)
+        s_all, n_all = candidates.reshape(candidates.shape[0], -1).nonzero(as_tuple=True)
+        centre_all = y_x.reshape(y_x.shape[0], -1)[s_all, n_all]
         lower = torch.empty(rows.shape[0], dtype=lo.dtype, device=lo.device)
         upper = torch.empty_like(lower)
         for part in _groups(samples, a.ball.samples, self._max_rows(2 * width)):
             r, s = rows[part], samples[part]
-            both = a.relaxed_lower_bounds(pre, torch.cat([r, -r]), torch.cat([s, s]))
+            goal = None
+            if self.options.focused_dual:  # the sign of y_i is what decides: y_x + lower > 0, y_x + upper < 0
+                c = centre_all[part]
+                goal = torch.cat([-c, c])
+            both = a.relaxed_lower_bounds(pre, torch.cat([r, -r]), torch.cat([s, s]), goal)
             lower[part], upper[part] = both[: r.shape[0]], -both[r.shape[0]:]
         flat_lo, flat_hi = lo.reshape(lo.shape[0], -1).clone(), hi.reshape(hi.shape[0], -1).clone()
         flat_y = y_x.reshape(y_x.shape[0], -1)

@@ -78,11 +78,16 @@ class Ball:
         """The balls of the samples selected by ``keep`` (indices or a boolean mask)."""
         return Ball(self.centre[keep], self.radius[keep], self.p, self.domain)
 
-    def min_linear(self, rows: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    def min_linear(self, rows: torch.Tensor, samples: torch.Tensor, needed: torch.Tensor | None = None) -> torch.Tensor:
         """Lower bounds of :math:`\\min_{x' \\in \\mathcal B_s} a^\\top (x' - x_s)`, one per row.
 
         ``rows``: ``(R, *input_shape)``; ``samples``: ``(R,)`` the sample of each row.  See the
-        module docstring for the three bounds (the largest is returned).
+        module docstring for the three bounds (the largest is returned).  ``needed`` (optional,
+        ``(R,)``): the value a row's bound must exceed to decide something for the caller; the
+        (costlier) dual bound is then computed only for rows it could still decide: not those
+        whose cheap bounds already exceed ``needed``, nor those with a feasible point
+        :math:`\\delta_0 = \\mathrm{clip}(-\\varepsilon a/\\|a\\|_2)` below it (no lower bound can
+        exceed :math:`a^\\top\\delta_0`).  Every returned value is a valid lower bound either way.
         """
         a = rows.reshape(rows.shape[0], -1)
         eps = self.radius[samples]
@@ -96,7 +101,15 @@ class Ball:
         box = torch.minimum(a * d_lo, a * d_hi).sum(dim=1)
         bound = torch.maximum(bound, box)
         if self.p == 2 and self.domain is not None:
-            bound = torch.maximum(bound, _l2_box_dual(a, d_lo, d_hi, eps))
+            todo = None
+            if needed is not None:
+                norm = torch.linalg.vector_norm(a, dim=1).clamp_min(1e-300)
+                feasible = (a * torch.clamp(-(eps / norm)[:, None] * a, d_lo, d_hi)).sum(dim=1)
+                todo = ((bound < needed) & (feasible >= needed)).nonzero(as_tuple=True)[0]
+            if todo is None:
+                bound = torch.maximum(bound, _l2_box_dual(a, d_lo, d_hi, eps))
+            elif todo.numel():
+                bound[todo] = torch.maximum(bound[todo], _l2_box_dual(a[todo], d_lo[todo], d_hi[todo], eps[todo]))
         return bound
 
 

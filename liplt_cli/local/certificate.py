@@ -105,7 +105,8 @@ def margin_bounds(
         eye = torch.eye(k, dtype=torch.float64, device=z.device)
         rows = (eye[y][:, None, :] - eye[None, :, :]).reshape(-1, *graph.output_shape)
         samples = torch.arange(z.shape[0], device=z.device).repeat_interleave(k)
-        relaxation = margin + analysis.relaxed_lower_bounds(graph.output, rows, samples).reshape(-1, k) - slack
+        goal = (-(margin - slack)).reshape(-1) if options.focused_dual else None
+        relaxation = margin + analysis.relaxed_lower_bounds(graph.output, rows, samples, goal).reshape(-1, k) - slack
         best = torch.maximum(best, relaxation)
     inf = torch.full_like(best, math.inf)
     best = torch.where(own, inf, best)

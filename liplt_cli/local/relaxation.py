@@ -132,6 +132,7 @@ class _Backsubstitution(GraphWalk):
         self.block_boxes = block_boxes
         self.ball = ball
         rows = samples.shape[0]
+        self.goal: torch.Tensor | None = None
         self.offset = torch.zeros(rows, dtype=ball.centre.dtype, device=ball.centre.device)
         self.mass = torch.zeros_like(self.offset)
 
@@ -139,7 +140,8 @@ class _Backsubstitution(GraphWalk):
         return t.reshape(t.shape[0], -1).sum(dim=1)
 
     def input(self, node: Node, v: torch.Tensor) -> tuple[()]:
-        bound = self.ball.min_linear(v, self.samples)
+        needed = None if self.goal is None else self.goal - self.offset
+        bound = self.ball.min_linear(v, self.samples, needed)
         self.offset = self.offset + bound
         self.mass = self.mass + bound.abs()
         return ()
@@ -176,14 +178,19 @@ class _Backsubstitution(GraphWalk):
 def relaxed_lower_bounds(
     graph: LayerGraph, target: str, rows: torch.Tensor, samples: torch.Tensor, relaxations: dict[str, Relaxation],
     block_boxes: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]], ball: Ball,
+    goal: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Lower bounds of :math:`\\lambda^\\top (y_k(x') - y_k(x_s))` over the ball of each row's sample.
 
     ``rows`` ``(R, *shape of target)``: the :math:`\\lambda`; ``samples`` ``(R,)``: their samples.
     Every activation and block between the input and ``target`` must have its relaxation /
     output box (``block_boxes[name] = (lo, hi, value at x)``).  Includes the round-off margin.
+    ``goal`` ``(R,)`` (optional): the value each bound must exceed to decide something for the
+    caller; the input step then spends its costly bound only on rows it could decide
+    (:meth:`~liplt_cli.local.ball.Ball.min_linear`).  The result is a lower bound either way.
     """
     walk = _Backsubstitution(graph, samples, relaxations, block_boxes, ball)
+    walk.goal = goal
     walk.env[target] = rows
     walk.run(start=graph.position(target))
     return walk.offset - SAFETY * walk.mass
