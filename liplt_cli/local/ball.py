@@ -41,7 +41,7 @@ import torch
 
 from liplt_cli.lipschitz.norms import dual_exponent
 
-_NEWTON_STEPS = 6
+_NEWTON_STEPS = 3
 
 
 @dataclass(frozen=True, eq=False)
