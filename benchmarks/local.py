@@ -17,6 +17,7 @@ Cases (issue 12):
     python benchmarks/local.py                          # all cases, first 200 test images each
     python benchmarks/local.py --cases mlp --samples 500
     python benchmarks/local.py --cases crm --samples 100 --device cuda
+    python benchmarks/local.py --cases conv --samples 10 --eps 0.05 --batch 5
 
 Models missing under ``runs/benchmark-local`` are trained first (``local_models.py``).
 """
@@ -55,8 +56,10 @@ def _graph(case: str):
     return load_graph(spec)
 
 
-def run_case(case: str, samples: int, device: str, batch: int, attack: AttackSettings, refine: bool) -> None:
+def run_case(case: str, samples: int, device: str, batch: int, attack: AttackSettings, refine: bool,
+             only_eps: list[float] | None = None) -> None:
     name, data, eps = CASES[case]
+    eps = only_eps or eps
     graph = _graph(case).to(device=device)
     ds = load_dataset(data, split="test", limit=samples)
     x, y = ds.x, ds.y
@@ -100,6 +103,7 @@ def main() -> None:
     parser.add_argument("--attack-steps", type=int, default=50)
     parser.add_argument("--restarts", type=int, default=2)
     parser.add_argument("--refine", action="store_true", help="also time the radius bisection")
+    parser.add_argument("--eps", default=None, help="comma-separated ε replacing each case's list (e.g. 0.05)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -110,7 +114,8 @@ def main() -> None:
     print(head)
     print("-" * len(head))
     for case in args.cases.split(","):
-        run_case(case, args.samples, args.device, args.batch, attack, args.refine)
+        only = [float(v) for v in args.eps.split(",")] if args.eps else None
+        run_case(case, args.samples, args.device, args.batch, attack, args.refine, only)
 
 
 if __name__ == "__main__":
