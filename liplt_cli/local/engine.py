@@ -43,13 +43,13 @@ Riesz–Thorin bound when a Gram matrix would exceed the budget).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import torch
 
 from liplt_cli.graph.graph import LayerGraph
-from liplt_cli.lipschitz.norms import dual_exponent, pairwise_dual_norms
+from liplt_cli.lipschitz.norms import SAFETY, dual_exponent, pairwise_dual_norms
 from liplt_cli.lipschitz.propagation import adjoint_pass
 from liplt_cli.lipschitz.result import Guarantee
 from liplt_cli.lipschitz.structure import LT, Structure, analyse
@@ -215,21 +215,13 @@ class LocalLipLT:
                 per = per + per_class * factor[:, None]
                 pair = pair + _pairwise(class_rows, self.p) * factor[:, None, None]
         guarantee = Guarantee.weakest(self.labels)
-        scale = 1.0 + _safety()
+        scale = 1.0 + SAFETY
         return LocalConstants(torch.as_tensor(glob) * scale, torch.as_tensor(per) * scale,
                               torch.as_tensor(pair) * scale, guarantee)
 
 
 def _size(graph: LayerGraph, name: str) -> int:
-    import math
-
     return math.prod(graph.node(name).out_shape)
-
-
-def _safety() -> float:
-    from liplt_cli.lipschitz.norms import SAFETY
-
-    return SAFETY
 
 
 def _pairwise(class_rows: torch.Tensor, p: float) -> torch.Tensor:
@@ -250,6 +242,3 @@ def _pairwise(class_rows: torch.Tensor, p: float) -> torch.Tensor:
     q = dual_exponent(p)
     return torch.stack([torch.linalg.vector_norm(class_rows - class_rows[:, j:j + 1], ord=q, dim=2)
                         for j in range(k)], dim=2)
-
-
-Progress = Callable[[str, int, int], None]
