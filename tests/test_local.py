@@ -294,6 +294,21 @@ def test_min_linear_is_a_lower_bound_on_the_region(p, domain):
         _close(bound.numpy(), (-eps[owner] * rows.norm(dim=1)).numpy(), 1e-12)
 
 
+def test_min_linear_on_sparse_rows_equals_the_dense_computation():
+    gen = torch.Generator().manual_seed(6)
+    x = torch.rand((2, 40), generator=gen, dtype=torch.float64)
+    ball = Ball(x, torch.tensor([0.3, 1.0], dtype=torch.float64), 2.0, (0.0, 1.0))
+    rows = torch.randn((10, 40), generator=gen, dtype=torch.float64)
+    rows[torch.rand((10, 40), generator=gen) > 0.15] = 0.0  # a few non-zeros per row, like a conv's receptive field
+    owner = torch.arange(2).repeat(5)
+    sparse, dense = ball.min_linear(rows, owner), ball.min_linear(rows, owner, compress=False)
+    _close(sparse.numpy(), dense.numpy(), 1e-6)  # the dual's multiplier is chosen in float32: sums in another order
+    pts, which = _in_ball(x, ball.radius, 2.0, 300, gen, (0.0, 1.0))
+    for r in range(10):
+        values = (pts[which == owner[r]] - x[owner[r]]) @ rows[r]
+        assert float(values.min()) >= float(sparse[r]) - 1e-12
+
+
 # ----------------------------------------------------------------------------- radii vs attacks
 def _attack_checks(graph, x, y, radius, p):
     """Largest number of points broken below ``radius`` by PGD, random points and the

@@ -78,7 +78,8 @@ class Ball:
         """The balls of the samples selected by ``keep`` (indices or a boolean mask)."""
         return Ball(self.centre[keep], self.radius[keep], self.p, self.domain)
 
-    def min_linear(self, rows: torch.Tensor, samples: torch.Tensor, needed: torch.Tensor | None = None) -> torch.Tensor:
+    def min_linear(self, rows: torch.Tensor, samples: torch.Tensor, needed: torch.Tensor | None = None,
+                   compress: bool = True) -> torch.Tensor:
         """Lower bounds of :math:`\\min_{x' \\in \\mathcal B_s} a^\\top (x' - x_s)`, one per row.
 
         ``rows``: ``(R, *input_shape)``; ``samples``: ``(R,)`` the sample of each row.  See the
@@ -88,6 +89,8 @@ class Ball:
         whose cheap bounds already exceed ``needed``, nor those with a feasible point
         :math:`\\delta_0 = \\mathrm{clip}(-\\varepsilon a/\\|a\\|_2)` below it (no lower bound can
         exceed :math:`a^\\top\\delta_0`).  Every returned value is a valid lower bound either way.
+        With ``compress``, rows with few non-zeros (pulled back through convolutions: their
+        receptive field) are first gathered onto their non-zero coordinates (same values, less work).
         """
         a = rows.reshape(rows.shape[0], -1)
         eps = self.radius[samples]
@@ -96,8 +99,15 @@ class Ball:
             return bound
         lo, hi = self.box()
         flat_x = self.centre.reshape(self.samples, -1)
-        d_lo = (lo.reshape(self.samples, -1) - flat_x)[samples]
-        d_hi = (hi.reshape(self.samples, -1) - flat_x)[samples]
+        d_lo_all = lo.reshape(self.samples, -1) - flat_x
+        d_hi_all = hi.reshape(self.samples, -1) - flat_x
+        support = _sparse_support(a) if compress else None
+        if support is None:
+            d_lo, d_hi = d_lo_all[samples], d_hi_all[samples]
+        else:  # only the coordinates where some row is non-zero matter (a zero a_n adds nothing)
+            a = a.gather(1, support)
+            d_lo = d_lo_all[samples[:, None], support]
+            d_hi = d_hi_all[samples[:, None], support]
         box = torch.minimum(a * d_lo, a * d_hi).sum(dim=1)
         bound = torch.maximum(bound, box)
         if self.p == 2 and self.domain is not None:
@@ -111,6 +121,18 @@ class Ball:
             elif todo.numel():
                 bound[todo] = torch.maximum(bound[todo], _l2_box_dual(a[todo], d_lo[todo], d_hi[todo], eps[todo]))
         return bound
+
+
+def _sparse_support(a: torch.Tensor) -> torch.Tensor | None:
+    """Per row, the indices of its non-zero entries padded to the largest count ``(R, k)`` (padding
+    points at zero entries), or ``None`` when rows are not sparse enough to pay for the gather."""
+    if a.shape[0] == 0:
+        return None
+    nonzero = a != 0
+    k = int(nonzero.sum(dim=1).max())
+    if k == 0 or 4 * k > a.shape[1]:
+        return None
+    return torch.topk(nonzero.to(torch.uint8), k, dim=1, sorted=False).indices
 
 
 def _l2_box_dual(a: torch.Tensor, d_lo: torch.Tensor, d_hi: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
