@@ -23,21 +23,19 @@ from liplt_cli.errors import ArgumentError, LipltError
 from liplt_cli.limits import format_bytes, over_budget
 
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISREG, "a regular file"),
+)
+
+
 def file_kind(mode: int) -> str:
     """A short name of the file type in ``st_mode``: "a directory", "a FIFO (named pipe)", ..."""
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISREG(mode):
-        return "a regular file"
-    return "not a regular file"
+    return next((name for is_kind, name in _FILE_KINDS if is_kind(mode)), "not a regular file")
 
 
 def require_regular_file(path: Path, what: str, error: type[LipltError] = ArgumentError) -> os.stat_result:

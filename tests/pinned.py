@@ -241,7 +241,7 @@ def lipsdp_cases() -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- graph walks
 def graph_cases() -> dict[str, Any]:
-    from liplt_cli.cli.inspect import graph_summary
+    from liplt_cli.graph.summary import graph_summary
     from liplt_cli.graph.serialize import graph_to_dict
     from liplt_cli.load import load_model
 

@@ -22,7 +22,7 @@ def _json(capsys, argv):
 
 def test_json_contract_is_stable(capsys):
     doc = _json(capsys, ["bound", str(EXAMPLES / "mlp_relu.onnx"), "--json"])
-    assert set(doc) == {"model", "norm", "device", "settings", "methods"}
+    assert set(doc) == {"model", "norm", "device", "settings", "methods", "notes", "warnings"}
     assert doc["norm"] == "2" and doc["model"].endswith("mlp_relu.onnx")
     assert list(doc["methods"]) == ["naive", "liplt"]
     for m in doc["methods"].values():

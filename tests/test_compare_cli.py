@@ -34,11 +34,11 @@ def test_json_contract_two_models(models, capsys):
     out = capsys.readouterr().out
     assert code == 0
     data = json.loads(out)
-    assert set(data) == {"norm", "device", "methods", "settings", "models"}
+    assert set(data) == {"norm", "device", "methods", "settings", "models", "notes", "warnings"}
     assert data["methods"] == ["naive", "liplt", "liplt-sn", "liplt-aol", "lipsdp", "lower"]
     assert [m["model"] for m in data["models"]] == [str(a), str(b)]
     for m in data["models"]:
-        assert set(m) == {"model", "num_classes", "rows", "notes"}
+        assert set(m) == {"model", "num_classes", "rows", "notes", "warnings"}
         rows = {r["method"]: r for r in m["rows"]}
         for r in rows.values():
             assert set(r) == ROW_KEYS

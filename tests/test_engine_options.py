@@ -30,7 +30,7 @@ def test_options_alone_set_the_norm(norm):
     result = compute_bounds(GRAPH, options=EngineOptions(norm=norm))
     assert result.norm == parse_norm(norm)
     assert result.to_dict()["norm"] == norm
-    shorthand = compute_bounds(GRAPH, norm=parse_norm(norm))
+    shorthand = compute_bounds(GRAPH, EngineOptions(norm=parse_norm(norm)))
     l2 = compute_bounds(GRAPH, EngineOptions())
     for method in ("naive", "liplt"):
         assert result.methods[method].pairwise == shorthand.methods[method].pairwise
@@ -41,6 +41,16 @@ def test_options_alone_set_fast_and_iterations():
     result = compute_bounds(GRAPH, EngineOptions(fast=True, iterations=7), methods=("liplt",))
     assert result.methods["liplt"].guarantee.value == "estimate"
     assert result.methods["liplt"].iterations == 7 and result.settings["iterations"] == 7
+
+
+def test_keyword_settings_are_refused_naming_engine_options():
+    """Settings arrive once, as EngineOptions: a keyword is a clear error showing the call to write."""
+    for kwargs, shown in (({"norm": "inf"}, "EngineOptions(norm='inf')"), ({"fast": True, "iterations": 3},
+                                                                           "EngineOptions(fast=True, iterations=3)")):
+        with pytest.raises(ValueError, match="takes its settings as one EngineOptions") as info:
+            compute_bounds(GRAPH, **kwargs)
+        assert shown in str(info.value)
+    assert compute_bounds(GRAPH, EngineOptions(norm="inf")).norm == math.inf
 
 
 def test_options_and_keyword_settings_together_are_refused():

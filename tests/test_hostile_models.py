@@ -457,7 +457,7 @@ def tiny_state():
 @pytest.mark.parametrize(
     "mean, std, words",
     [("0.5", "-0.5", ["std", "positive"]), ("0.5", "0", ["std", "positive"]), ("0.5", "nan", ["--std", "finite"]),
-     ("inf", "0.5", ["--mean", "finite"]), ("0.5", "0.5,0.5", ["1 or"]), ("0.5", None, ["together"])],
+     ("inf", "0.5", ["--mean", "finite"]), ("0.5", "0.5,0.5", ["--std needs 1 value", "got 2"]), ("0.5", None, ["together"])],
 )
 def test_bad_normalisation(capsys, mean, std, words):
     argv = ["inspect", EXAMPLE, "--mean", mean] + (["--std", std] if std is not None else [])

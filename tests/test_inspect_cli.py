@@ -35,7 +35,8 @@ def test_examples_json(capsys, name):
     path = EXAMPLES / name
     assert path.stat().st_size < 1024 * 1024
     summary = _inspect_json(capsys, path)
-    assert set(summary) == {"model", "input_shape", "output_shape", "num_classes", "parameters", "nodes", "notes"}
+    assert set(summary) == {"model", "input_shape", "output_shape", "num_classes", "parameters", "nodes", "notes",
+                            "warnings"}
     assert summary["num_classes"] == 10 and summary["output_shape"] == [10]
     nodes = summary["nodes"]
     assert nodes[0]["kind"] == "input" and nodes[0]["shape"] == summary["input_shape"]

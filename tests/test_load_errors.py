@@ -61,8 +61,9 @@ def _cases(dynamic_onnx, plain_file, liplt_file):
         (lambda: load_model(liplt_file, mean=[0.5], std=[0.0]), ArgumentError,
          ["std must be positive", "got 0 for channel 0"],
          ["inspect", str(liplt_file), "--mean", "0.5", "--std", "0"], ["--std must be positive", "got 0 for channel 0"]),
-        (lambda: load_model(liplt_file, mean=[0.5], std=[1.0, 1.0]), ArgumentError, ["std needs 1 or 1 values", "got 2"],
-         ["inspect", str(liplt_file), "--mean", "0.5", "--std", "1,1"], ["--std needs 1 or 1 values"]),
+        (lambda: load_model(liplt_file, mean=[0.5], std=[1.0, 1.0]), ArgumentError,
+         ["std needs 1 value (the input [4] has no channel axis)", "got 2"],
+         ["inspect", str(liplt_file), "--mean", "0.5", "--std", "1,1"], ["--std needs 1 value", "got 2"]),
     ]
 
 

@@ -131,3 +131,27 @@ def test_bound_at_user_errors_exit_2(model: Path, inputs: Path, capsys: pytest.C
     code = run(["bound", str(model), *argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_help_defaults_of_the_local_options_are_the_library_defaults() -> None:
+    """``--tolerance`` / ``--local-batch`` defaults are repeated in the CLI (help imports no torch)."""
+    from liplt_cli.cli import certify as certify_cli
+    from liplt_cli.local import LocalSettings
+
+    assert certify_cli.DEFAULT_TOLERANCE == LocalSettings().tolerance
+    assert certify_cli.DEFAULT_LOCAL_BATCH == LocalSettings().batch_size
+    assert LocalSettings().domain == (0.0, 1.0)  # what --input-range auto means
+
+
+def test_local_options_without_local_are_warned_about(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run(["certify", str(model), "--limit", "5", "--eps", "0.3", "--no-attack", "--tolerance", "0.1"])
+    err = capsys.readouterr().err
+    assert code == 0 and "warning: --input-range, --tolerance and --local-batch are ignored without --local" in err
+
+
+def test_bound_at_keeps_eps_as_typed(model: Path, inputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, rep = _json(capsys, ["bound", str(model), "--at", str(inputs), "--eps", "26/255"])
+    assert code == 0 and rep["eps_text"] == "26/255" and rep["samples"][0]["eps"] == 26 / 255
+    assert rep["warnings"] == []
+    code = run(["bound", str(model), "--at", str(inputs), "--eps", "26/255"])
+    assert code == 0 and "radius 26/255 around" in capsys.readouterr().out

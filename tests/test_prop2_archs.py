@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from liplt_cli.errors import ArgumentError
-from liplt_cli.lipschitz import compute_bounds
+from liplt_cli.lipschitz import EngineOptions, compute_bounds
 from liplt_cli.load import graph_from_module, load_model
+from liplt_cli.radius import certified_accuracy, certified_radius
 from liplt_cli.train import loop
 from liplt_cli.train.archs import build_arch
 from liplt_cli.train.config import TrainConfig
@@ -120,8 +121,8 @@ def test_plain_export_round_trip(tmp_path, name, shape, activation):
     g_st, g_onnx = load_model(files["safetensors"]), load_model(files["onnx"])
     assert float((g_st.evaluate(x) - ref).abs().max()) <= 1e-5
     assert float((g_onnx.evaluate(x) - ref).abs().max()) <= 1e-5
-    b_st = compute_bounds(g_st, norm=2.0, methods=("naive", "liplt"))
-    b_onnx = compute_bounds(g_onnx, norm=2.0, methods=("naive", "liplt"))
+    b_st = compute_bounds(g_st, EngineOptions(norm=2.0), methods=("naive", "liplt"))
+    b_onnx = compute_bounds(g_onnx, EngineOptions(norm=2.0), methods=("naive", "liplt"))
     for method in ("naive", "liplt"):
         a, b = b_st.methods[method], b_onnx.methods[method]
         if activation == "leaky_relu":  # ONNX stores the slope 0.01 as a float32 attribute
@@ -169,7 +170,7 @@ def test_layer_graph_built_once_follows_training(name, shape):
         logits_eval = model(x)  # certified scales
         assert torch.allclose(graph.evaluate(x), logits_eval, atol=1e-6)
     fresh = graph_from_module(model, shape)
-    old, new = compute_bounds(graph, norm=2.0, methods=("liplt",)), compute_bounds(fresh, norm=2.0, methods=("liplt",))
+    old, new = compute_bounds(graph, EngineOptions(norm=2.0), methods=("liplt",)), compute_bounds(fresh, EngineOptions(norm=2.0), methods=("liplt",))
     assert old.methods["liplt"].global_ == pytest.approx(new.methods["liplt"].global_, rel=1e-12)
 
 
@@ -209,10 +210,10 @@ def test_training_loop_validates_the_current_weights(tmp_path):
     res = loop.train(cfg, data=data)
     last = res.records[-1]
     graph = load_model(res.files["safetensors"])
-    lip = torch.tensor(compute_bounds(graph, norm=2.0, methods=("liplt",)).methods["liplt"].pairwise)
+    lip = torch.tensor(compute_bounds(graph, EngineOptions(norm=2.0), methods=("liplt",)).methods["liplt"].pairwise)
     with torch.no_grad():
         logits = graph.evaluate(data.x_val).double()
-    assert loop.certified_accuracy(logits, data.y_val, lip, cfg.eps) == last["val_certified"]
+    assert certified_accuracy(certified_radius(logits, data.y_val, lip), [cfg.eps])[0] == last["val_certified"]
     assert loop._mean_offdiag(lip) == pytest.approx(last["mean_lij"], rel=1e-6)
 
 

@@ -71,6 +71,9 @@ def test_recipe_with_overrides(tmp_path, capsys):
         (["--recipe", "nope_recipe"], "neither a file nor a shipped recipe"),
         (["--resume"], "no checkpoint"),
         (["--dataset", "/nonexistent/data.npz"], "neither a known name"),
+        (["--input-mean", "0.5"], "go together"),
+        (["--input-mean", "a", "--input-std", "1"], "comma-separated numbers"),
+        (["--robust-normalisation", "mean"], "unknown robust_normalisation"),
     ],
 )
 def test_errors_exit_2_with_one_line(tmp_path, capsys, extra, message):
@@ -93,9 +96,39 @@ def test_npz_dataset_with_train_range_is_recorded(tmp_path, capsys):
     cap = capsys.readouterr()
     assert code == 0, cap.err
     doc = json.loads(cap.out)
-    assert "training indices 8–39" in doc["data"] and "8 of them held out for validation" in doc["data"]
-    assert doc["final"]["samples_rank0"] == 24 and doc["final"]["val_samples"] == 8
+    # the default split holds out 10% (the reference's 90/10): 32 − int(32·0.9) = 4
+    assert "training indices 8–39" in doc["data"] and "4 of them held out for validation" in doc["data"]
+    assert doc["final"]["samples_rank0"] == 28 and doc["final"]["val_samples"] == 4
     assert "embedded" not in cap.err
+    code = run(["train", "--dataset", str(path), "--train-range", "8:40", "--arch", "mlp:8", "--epochs", "1",
+                "--warmup-epochs", "0", "--device", "cpu", "--out", str(tmp_path / "m"), "--json", "--val-size", "1000"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and "8 of them held out for validation" in doc["data"]  # never more than a quarter
+    assert doc["final"]["samples_rank0"] == 24 and doc["final"]["val_samples"] == 8
+
+
+def test_epochs_rescales_a_recipe_and_explicit_flags_win(tmp_path, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('arch = "mlp:8"\nepochs = 40\nwarmup_epochs = 10\nlr_schedule = "exponential"\n'
+                      'lr_decay_start = 20\nval_every = 1\n')
+    base = ["train", "--recipe", str(recipe), "--limit", "48", "--device", "cpu", "--json", "--fast-validation"]
+    code = run(base + ["--epochs", "4", "--out", str(tmp_path / "a")])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    doc = json.loads(cap.out)
+    assert (doc["config"]["epochs"], doc["config"]["warmup_epochs"], doc["config"]["lr_decay_start"]) == (4, 1, 2)
+    assert [r["lam"] for r in doc["records"]] == [0.0, 30.0, 30.0, 30.0]
+    assert [r["lr"] for r in doc["records"]] == pytest.approx([1e-3, 1e-3, 1e-3 * 1e-3**0.5, 1e-6], rel=1e-9)
+    code = run(base + ["--epochs", "2", "--warmup-epochs", "0", "--lr-decay-start", "5", "--out", str(tmp_path / "b"),
+                       "--input-mean", "0.5", "--input-std", "0.25", "--robust-normalisation", "active",
+                       "--adam-eps", "1e-8", "--val-fraction", "0.2", "--val-every", "2", "--lr-min", "1e-5",
+                       "--augment-fill", "0.5"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    c = json.loads(cap.out)["config"]
+    assert (c["warmup_epochs"], c["lr_decay_start"], c["input_mean"], c["input_std"]) == (0, 5, [0.5], [0.25])
+    assert (c["robust_normalisation"], c["adam_eps"], c["val_fraction"], c["val_every"], c["lr_min"], c["augment_fill"]) == (
+        "active", 1e-8, 0.2, 2, 1e-5, 0.5)
 
 
 def test_resume_from_unreadable_checkpoint(tmp_path, capsys):

@@ -109,6 +109,58 @@ def test_cosine_schedule_survives_an_interrupted_run(tmp_path):
         assert torch.equal(v, again.model.state_dict()[k]), k
 
 
+def test_exponential_schedule_rates_and_exact_resume(tmp_path):
+    """The reference's schedule: the recorded rates are lr·γ^k, and an interrupted run resumes exactly."""
+    data = _data()
+    kw = dict(epochs=4, lr_schedule="exponential", lr_decay_start=1, lr_min=1e-5)
+    full = loop.train(_cfg(tmp_path / "f", **kw), data=data)
+    assert [r["lr"] for r in full.records] == pytest.approx([1e-2, 1e-3, 1e-4, 1e-5], rel=1e-12)
+    ckpt = torch.load(tmp_path / "f" / "run" / "checkpoint.pt", weights_only=True)
+    assert ckpt["optimizer"]["param_groups"][0]["eps"] == 1e-7  # the reference's Adam ε
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_second(rec):  # noqa: ANN001
+        if rec["epoch"] == 2:
+            raise Crash
+
+    cfg = _cfg(tmp_path / "p", **kw)
+    with pytest.raises(Crash):
+        loop.train(cfg, data=data, on_epoch=crash_after_second)
+    again = loop.train(cfg, data=data, resume=True)
+    assert again.resumed_from_epoch == 1
+    assert [r["lr"] for r in again.records] == [r["lr"] for r in full.records]
+    assert [r["loss"] for r in again.records] == [r["loss"] for r in full.records]
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, again.model.state_dict()[k]), k
+
+
+def test_validation_every_n_epochs_and_the_last(tmp_path):
+    res = loop.train(_cfg(tmp_path, epochs=4, val_every=2), data=_data())
+    validated = [r["epoch"] for r in res.records if r["val_acc"] is not None]
+    assert validated == [1, 3, 4]
+    skipped = res.records[1]
+    assert (skipped["val_certified"], skipped["mean_lij"], skipped["certified_source"]) == (None, None, None)
+    assert skipped["mean_lij_estimate"] > 0  # the training estimate is logged every epoch
+
+
+@pytest.mark.parametrize("power_gradient, through", [("iterations", True), ("final", False)])
+def test_power_gradient_reaches_the_engine(tmp_path, monkeypatch, power_gradient, through):
+    calls = []
+    real = loop._pairwise
+
+    def spy(graph, method, state, iterations, through_iterations=False):  # noqa: ANN001
+        calls.append((torch.is_grad_enabled(), through_iterations))
+        return real(graph, method, state, iterations, through_iterations)
+
+    monkeypatch.setattr(loop, "_pairwise", spy)
+    loop.train(_cfg(tmp_path, epochs=2, warmup_epochs=1, power_gradient=power_gradient), data=_data())
+    warm_up, robust = calls[:3], calls[3:]  # 3 steps per epoch
+    assert warm_up == [(False, False)] * 3  # no gradient needed while λ = 0
+    assert robust == [(True, through)] * 3
+
+
 def test_resume_without_checkpoint_is_an_error(tmp_path):
     from liplt_cli.errors import ArgumentError
 
@@ -145,6 +197,29 @@ def test_augment_keeps_shape_and_is_identity_when_off():
         assert torch.equal(f[i], x[i]) or torch.equal(f[i], x[i].flip(-1))
 
 
+def test_translation_moves_whole_pixels_and_fills_the_border():
+    """Like torchvision's RandomAffine(translate=f): a shift of round(U(−f·W, f·W)) pixels, border = fill."""
+    x = torch.rand(16, 2, 8, 8) + 2.0  # no pixel equals the fill
+    torch.manual_seed(1)
+    y = augment(x, False, 0.0, 0.25, fill=0.5)
+    shifts = set()
+    for i in range(16):
+        found = None
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                want = torch.full_like(x[i], 0.5)
+                src = x[i][:, max(0, -dy):8 - max(0, dy), max(0, -dx):8 - max(0, dx)]
+                want[:, max(0, dy):8 - max(0, -dy), max(0, dx):8 - max(0, -dx)] = src
+                if torch.equal(y[i], want):
+                    found = (dx, dy)
+        assert found is not None, i
+        shifts.add(found)
+    assert len(shifts) > 3  # several different shifts were drawn
+    r = augment(x, False, 10.0, 0.0, fill=0.5)  # nearest sampling: every pixel is an input pixel or the fill
+    values = set(x.flatten().tolist()) | {0.5}
+    assert set(r.flatten().tolist()) <= values
+
+
 def test_split_holds_out_validation():
     d = _data(100)
     assert d.x_val.shape[0] == 16 and d.x_train.shape[0] == 84
@@ -153,10 +228,74 @@ def test_split_holds_out_validation():
 
 
 def test_certified_accuracy_by_hand():
+    """Training's validation and ``liplt certify`` share eq. 4 and certified accuracy (liplt_cli.radius)."""
+    from liplt_cli.certify import certified_accuracy as certify_accuracy
+    from liplt_cli.radius import certified_accuracy, certified_radius
+
+    assert certify_accuracy is certified_accuracy
     logits = torch.tensor([[3.0, 0.0], [0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
     lip = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
     y = torch.tensor([0, 1, 1])
     # radii 3, 1, misclassified
-    assert loop.certified_accuracy(logits, y, lip, 2.0) == pytest.approx(1 / 3)
-    assert loop.certified_accuracy(logits, y, lip, 0.5) == pytest.approx(2 / 3)
-    assert math.isnan(loop.certified_accuracy(logits[:0], y[:0], lip, 0.5))
+    assert certified_radius(logits, y, lip).tolist() == [3.0, 1.0, 0.0]
+    assert certified_accuracy(certified_radius(logits, y, lip), [2.0])[0] == pytest.approx(1 / 3)
+    assert certified_accuracy(certified_radius(logits, y, lip), [0.5])[0] == pytest.approx(2 / 3)
+    assert math.isnan(certified_accuracy(certified_radius(logits[:0], y[:0], lip), [0.5])[0])
+
+
+def test_input_normalisation_inside_the_model_scales_the_constants(tmp_path):
+    """x ↦ (x − 0.5)/0.5 first: same logits as the bare net on 2x − 1, pairwise constants ×2 (pixel units)."""
+    from liplt_cli.lipschitz import compute_bounds
+    from liplt_cli.load import graph_from_module
+    from liplt_cli.train.archs import Normalise, build_arch
+
+    torch.manual_seed(0)
+    normed = build_arch("mlp:12", (1, 6, 6), 4, mean=[0.5], std=[0.5])
+    assert isinstance(normed[0], Normalise)
+    bare = build_arch("mlp:12", (1, 6, 6), 4)
+    shifted = {f"{int(k.split('.')[0]) - 1}.{k.split('.', 1)[1]}": v for k, v in normed.state_dict().items()}
+    bare.load_state_dict({k: v for k, v in shifted.items() if not k.startswith("-1.")})
+    x = torch.rand(5, 1, 6, 6)
+    torch.testing.assert_close(normed(x), bare(2 * x - 1))
+    a = compute_bounds(graph_from_module(normed, (1, 6, 6)), methods=("liplt",)).methods["liplt"].pairwise
+    b = compute_bounds(graph_from_module(bare, (1, 6, 6)), methods=("liplt",)).methods["liplt"].pairwise
+    torch.testing.assert_close(torch.tensor(a), 2 * torch.tensor(b), rtol=1e-9, atol=0.0)
+    with pytest.raises(Exception, match="go together"):
+        build_arch("mlp:12", (1, 6, 6), 4, mean=[0.5])
+
+
+@pytest.mark.skipif(not loader_available(), reason="liplt_cli.load.load_model not in the repository yet")
+def test_a_run_with_input_normalisation_exports_it(tmp_path):
+    from liplt_cli.load import load_model
+
+    res = loop.train(_cfg(tmp_path, input_mean=(0.5,), input_std=(0.25,)), data=_data())
+    assert res.records[-1]["val_certified"] is not None
+    x = torch.rand(3, 1, 6, 6)
+    with torch.no_grad():
+        ref = res.model.eval()(x)
+    graph = load_model(res.files["safetensors"])
+    torch.testing.assert_close(graph.evaluate(x), ref, rtol=1e-5, atol=1e-5)
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (cfg["input_mean"], cfg["input_std"]) == ([0.5], [0.25])
+
+
+def test_a_second_run_into_the_same_folder_is_refused_unless_overwriting(tmp_path):
+    from liplt_cli.train.checkpoint import RunFolderNotEmptyError
+
+    data = _data()
+    cfg = _cfg(tmp_path)
+    loop.train(cfg, data=data)
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    with pytest.raises(RunFolderNotEmptyError, match="is not empty"):
+        loop.train(cfg.replace(lr=0.5), data=data)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+
+    def stop(rec):  # noqa: ANN001 - the new run stops after writing its first checkpoint
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(cfg.replace(lr=0.5, epochs=2), data=data, overwrite=True, on_epoch=stop)
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert names == ["checkpoint.pt", "config.json", "metrics.jsonl", "notes.txt"]  # no stale model files
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == 0.5

@@ -71,7 +71,7 @@ def install(monkeypatch) -> None:  # noqa: ANN001
 
     if not engine_available():
         monkeypatch.setattr(loop, "_graph_from_module", graph_from_module)
-        monkeypatch.setattr(loop, "_pairwise", lambda g, m, s, n: naive_pairwise(g, m, s, n))
+        monkeypatch.setattr(loop, "_pairwise", lambda g, m, s, n, through=False: naive_pairwise(g, m, s, n))
         monkeypatch.setattr(loop, "_sound_pairwise", sound_pairwise)
     if not loader_available():
         from safetensors.torch import save_file

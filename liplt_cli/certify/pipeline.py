@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -10,8 +11,11 @@ import torch
 from liplt_cli.certify.attack import AttackSettings, robust_under_attack
 from liplt_cli.certify.radius import PairwiseConstants, certified_radii, check_labels, engine_constants, match_inputs
 from liplt_cli.certify.result import CertifyResult, LocalCertification
+from liplt_cli.certify.sanity import chance_level_warnings, input_range_warnings
+from liplt_cli.eps import EpsilonLike, parse_epsilons
 from liplt_cli.errors import ArgumentError
 from liplt_cli.lipschitz.options import parse_norm
+from liplt_cli.notes import warnings_in
 
 if TYPE_CHECKING:  # pragma: no cover
     from liplt_cli.local import LocalSettings
@@ -19,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 StageProgress = Callable[[str, int, int], None]
 
 
-def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
+def certify(graph, dataset, eps: EpsilonLike | Sequence[EpsilonLike], norm: float | str = 2.0, *,
             constants: PairwiseConstants | None = None, fast: bool = False, attack: bool = True,
             attack_settings: AttackSettings = AttackSettings(), batch_size: int = 256,
             device: str | torch.device = "cpu", model_name: str = "",
@@ -29,21 +33,24 @@ def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
     The pairwise constants come from ``constants`` when given, else from the engine
     (:func:`~liplt_cli.certify.radius.engine_constants`: sound unless ``fast``).  Radii follow
     eq. 4; PGD (unless ``attack=False``) skips samples already certified with sound constants,
-    which PGD cannot break.  With ``local`` (:class:`~liplt_cli.local.LocalSettings`) each
+    which PGD cannot break.  ``eps`` takes what ``--eps`` takes: ``"36/255"``, ``"0.5,1.58"``,
+    numbers or :class:`~liplt_cli.eps.Epsilon` values; the result keeps each ε's text as given
+    (``eps_text``) for display.  With ``local`` (:class:`~liplt_cli.local.LocalSettings`) each
     sample also gets its local radius (:func:`~liplt_cli.local.local_radii`, never below the
     global one; the listed ε are checked exactly).  ``progress(stage, done, total)`` reports each
     stage (``constants: …``, ``radii``, ``local radii``, ``attack``).  The library never prints.
     """
     norm = parse_norm(norm)
-    if not eps:
-        raise ArgumentError("no ε value given")
+    given = parse_epsilons(eps)
+    eps = [e.value for e in given]
     if batch_size <= 0:
         raise ArgumentError(f"--batch-size must be positive, got {batch_size}")
     start = time.perf_counter()
     graph = graph.detached().to(device)
     check_labels(dataset.y, graph.num_classes, f"the data ({dataset.name})")
     x = match_inputs(dataset.x, graph.input_shape, f"the data ({dataset.name})")
-    notes: list[str] = []
+    notes: list[str] = [*warnings_in(graph.notes), *dataset.notes]
+    notes += input_range_warnings(given, norm, attack_settings.box, math.prod(graph.input_shape))
     if dataset.num_classes != graph.num_classes:
         notes.append(f"the data has {dataset.num_classes} classes, the model {graph.num_classes} outputs")
     if constants is None:
@@ -52,6 +59,8 @@ def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
     if constants.norm != norm:
         raise ArgumentError(f"pairwise constants are for the ℓ{constants.norm:g} norm, not ℓ{norm:g}")
     step = (lambda d, t: progress("radii", d, t)) if progress else None  # noqa: E731
+    if step:
+        step(0, x.shape[0])
     radii = certified_radii(graph, x, dataset.y, constants, batch_size=batch_size, device=device, progress=step)
     local_result = None
     if local is not None:
@@ -62,6 +71,8 @@ def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
         from liplt_cli.local import local_radii
 
         step = (lambda d, t: progress("local radii", d, t)) if progress else None  # noqa: E731
+        if step:
+            step(0, x.shape[0])
         local_result = local_radii(graph, x, dataset.y, norm, constants.matrix, list(eps), domain=local.domain,
                                    tolerance=local.tolerance, options=local.options, batch_size=local.batch_size,
                                    device=device, refine=local.refine, progress=step)
@@ -74,17 +85,21 @@ def certify(graph, dataset, eps: Sequence[float], norm: float | str = 2.0, *,
             if local_result is not None:
                 skip = skip | torch.stack([local_result.certified(e) for e in eps])
             if bool(skip.any()):
-                counts = ", ".join(f"{int(k.sum())} at ε={e:.4g}" for k, e in zip(skip, eps))
+                counts = ", ".join(f"{int(k.sum())} at ε={e.text}" for k, e in zip(skip, given))
                 notes.append(f"PGD skipped the samples already certified ({counts}): sound radii mean no attack can break them")
         step = (lambda d, t: progress("attack", d, t)) if progress else None  # noqa: E731
+        if step:
+            step(0, len(eps) * x.shape[0])
         pgd_robust, attack_seconds = robust_under_attack(graph, x, dataset.y, list(eps), norm, attack_settings,
                                                          batch_size=batch_size, device=device, skip=skip,
                                                          progress=step)
+    notes += chance_level_warnings(radii.prediction, dataset.y, graph.num_classes)
     return CertifyResult(
         model=model_name,
         data=dataset.summary(),
         norm=norm,
-        eps=tuple(float(e) for e in eps),
+        eps=tuple(eps),
+        eps_text=tuple(e.text for e in given),
         index=dataset.index.clone(),
         label=dataset.y.clone(),
         prediction=radii.prediction,

@@ -27,6 +27,12 @@ import torch
 
 from liplt_cli.errors import DataError, InputShapeError
 from liplt_cli.lipschitz.result import Guarantee
+from liplt_cli.radius import certified_accuracy, certified_radius
+
+__all__ = [
+    "PairwiseConstants", "RadiiBatchResult", "certified_accuracy", "certified_radii", "check_labels",
+    "engine_constants", "match_inputs", "radii_from_logits",
+]
 
 ProgressFn = Callable[[int, int], None]
 
@@ -97,19 +103,11 @@ def engine_constants(graph, norm: float = 2.0, fast: bool = False, method: str =
 def radii_from_logits(logits: torch.Tensor, labels: torch.Tensor, pairwise: torch.Tensor) -> torch.Tensor:
     """Equation 4 for a batch: ``logits`` (B, K), ``labels`` (B,), ``pairwise`` (K, K) → R (B,).
 
-    Computed in float64.  R = 0 when some margin z_y − z_i ≤ 0 (misclassified or tied).
+    Computed in float64 by :func:`liplt_cli.radius.certified_radius` (R = 0 when some margin
+    z_y − z_i ≤ 0: misclassified or tied).
     """
     z = logits.detach().to(torch.float64)
-    L = pairwise.to(device=z.device, dtype=torch.float64)
-    y = labels.to(z.device).long()
-    margins = z.gather(1, y[:, None]) - z  # (B, K): z_y − z_i
-    lyi = L[y]  # (B, K): L_{y i}
-    ratio = torch.where(lyi > 0, margins / lyi.clamp_min(torch.finfo(torch.float64).tiny), torch.full_like(margins, math.inf))
-    own = torch.zeros_like(margins, dtype=torch.bool).scatter_(1, y[:, None], True)
-    ratio = ratio.masked_fill(own, math.inf)
-    wrong = (margins <= 0) & ~own
-    radius = ratio.min(dim=1).values
-    return torch.where(wrong.any(dim=1), torch.zeros_like(radius), radius)
+    return certified_radius(z, labels.to(z.device).long(), pairwise.to(device=z.device, dtype=torch.float64))
 
 
 def match_inputs(x: torch.Tensor, input_shape: Sequence[int], what: str = "the data") -> torch.Tensor:
@@ -178,9 +176,3 @@ def certified_radii(graph, x: torch.Tensor, y: torch.Tensor, constants: Pairwise
         if progress is not None:
             progress(min(lo + batch_size, n), n)
     return RadiiBatchResult(torch.cat(radii), torch.cat(preds).long(), time.perf_counter() - start)
-
-
-def certified_accuracy(radius: torch.Tensor, eps: Sequence[float]) -> list[float]:
-    """Fraction of samples with R(x) > ε, for each ε (misclassified samples have R = 0)."""
-    n = max(int(radius.numel()), 1)
-    return [float((radius > e).sum()) / n for e in eps]

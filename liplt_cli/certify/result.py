@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from liplt_cli.lipschitz.result import Guarantee, norm_name
+from liplt_cli.notes import warnings_in
 
 
 @dataclass(frozen=True)
@@ -23,14 +24,15 @@ class Gate:
     threshold: float
     eps: float
     certified_accuracy: float
+    eps_text: str = ""
 
     @property
     def passed(self) -> bool:
         return self.certified_accuracy >= self.threshold
 
     def to_dict(self) -> dict[str, Any]:
-        return {"min_certified": self.threshold, "eps": self.eps, "certified_accuracy": self.certified_accuracy,
-                "passed": self.passed, "rule": "certified accuracy at every listed eps (i.e. the largest) >= min_certified"}
+        return {"min_certified": self.threshold, "eps": self.eps, "eps_text": self.eps_text or f"{self.eps:g}",
+                "certified_accuracy": self.certified_accuracy, "passed": self.passed, "rule": "certified accuracy at every listed eps (i.e. the largest) >= min_certified"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,8 +84,9 @@ class CertifyResult:
     Per-sample arrays (CPU tensors, length N): ``index`` (position in the source), ``label``,
     ``prediction``, ``radius`` (0 when misclassified), ``pgd_robust`` (len(eps) × N, or None
     with ``--no-attack``).  ``guarantee`` labels the pairwise constants and so the radii: with
-    ``estimate`` the radii are *not* certificates.  ``local``: the local radii (``--local``) or
-    ``None``; with them the gate uses the local certified accuracy.
+    ``estimate`` the radii are *not* certificates.  ``eps_text`` holds each ε as it was given
+    (``36/255``), for display; ``eps`` holds the values.  ``local``: the local radii
+    (``--local``) or ``None``; with them the gate uses the local certified accuracy.
     """
 
     model: str
@@ -104,7 +107,12 @@ class CertifyResult:
     device: str = "cpu"
     notes: tuple[str, ...] = ()
     gate: Gate | None = None
+    eps_text: tuple[str, ...] = ()
     local: LocalCertification | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.eps_text) != len(self.eps):
+            object.__setattr__(self, "eps_text", tuple(f"{e:g}" for e in self.eps))
 
     # ---------------------------------------------------------------- aggregates
     @property
@@ -162,7 +170,8 @@ class CertifyResult:
         accuracy = self.certified_accuracy if self.local is None else self.local.certified_accuracy
         worst = max(range(len(self.eps)), key=lambda i: (self.eps[i], -accuracy[i]))
         acc = min(accuracy)
-        return replace(self, gate=Gate(threshold=threshold, eps=self.eps[worst], certified_accuracy=acc))
+        return replace(self, gate=Gate(threshold=threshold, eps=self.eps[worst], certified_accuracy=acc,
+                                       eps_text=self.eps_text[worst]))
 
     # ---------------------------------------------------------------- outputs
     def to_dict(self) -> dict[str, Any]:
@@ -173,6 +182,7 @@ class CertifyResult:
             "data": dict(self.data),
             "norm": norm_name(self.norm),
             "eps": list(self.eps),
+            "eps_text": list(self.eps_text),
             "samples": self.samples,
             "clean_accuracy": self.clean_accuracy,
             "certified_accuracy": self.certified_accuracy,
@@ -188,12 +198,14 @@ class CertifyResult:
             "timings": dict(self.timings),
             "device": self.device,
             "notes": list(self.notes),
+            "warnings": warnings_in(self.notes),
             "gate": self.gate.to_dict() if self.gate else None,
             "local": self.local.to_dict() if self.local is not None else None,
         }
 
     def write_per_sample(self, path: str | Path) -> None:
-        """CSV with columns index, label, prediction, radius (+ one ``pgd_robust@ε`` column per ε)."""
+        """CSV with columns index, label, prediction, radius (+ ``local_radius`` with ``--local``, + one
+        ``pgd_robust@ε`` column per ε)."""
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
             extra = [f"pgd_robust@{e:g}" for e in self.eps] if self.pgd_robust is not None else []

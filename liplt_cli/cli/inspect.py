@@ -23,64 +23,15 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from liplt_cli.cli.options import ArchOpt, InputShapeOpt, JsonOpt, MeanOpt, ModelArg, StdOpt, load_cli_model
-from liplt_cli.cli.render import print_json, stdout_console
-from liplt_cli.graph.walk import NodeRecords
-
-
-class _NodeSummary(NodeRecords):
-    """Per node: the op label, parameter count and slope bounds of the ``--json`` document."""
-
-    def input(self, n: Any, *_: Any) -> dict[str, Any]:
-        return {"op": "input"}
-
-    def linear(self, n: Any, *_: Any) -> dict[str, Any]:
-        return {"op": n.op.kind, "params": sum(int(t.numel()) for t in n.op.tensors().values())}
-
-    def sum(self, n: Any, *_: Any) -> dict[str, Any]:
-        return {"op": "sum"}
-
-    def concat(self, n: Any, *_: Any) -> dict[str, Any]:
-        return {"op": "concat"}
-
-    def activation(self, n: Any, *_: Any) -> dict[str, Any]:
-        return {"op": n.activation.key, "alpha": float(n.activation.alpha), "beta": float(n.activation.beta)}
-
-    def block(self, n: Any, *_: Any) -> dict[str, Any]:
-        return {"op": n.block.kind}
-
-
-def graph_summary(graph: Any, model: str) -> dict[str, Any]:
-    """The ``--json`` document of ``liplt inspect`` (see module docstring)."""
-    nodes = []
-    for n, record in zip(graph.nodes, _NodeSummary(graph).run().records):
-        nodes.append({
-            "name": n.name,
-            "kind": n.kind,
-            "op": record["op"],
-            "description": n.describe(),
-            "inputs": list(n.inputs),
-            "shape": list(n.out_shape),
-            "params": record.get("params", 0),
-            "alpha": record.get("alpha"),
-            "beta": record.get("beta"),
-            "source": getattr(n, "source", ""),
-        })
-    return {
-        "model": model,
-        "input_shape": list(graph.input_shape),
-        "output_shape": list(graph.output_shape),
-        "num_classes": int(graph.num_classes),
-        "parameters": int(graph.parameter_count()),
-        "nodes": nodes,
-        "notes": list(graph.notes),
-    }
+from liplt_cli.cli.options import JsonOpt, ModelArg, ModelSource, model_source_options
+from liplt_cli.cli.render import print_json, print_warnings, stdout_console
 
 
 def _render(summary: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     console = stdout_console()
     table = Table(
         title=f"{summary['model']}: input {summary['input_shape']} → output {summary['output_shape']}",
@@ -115,7 +66,7 @@ def _render(summary: dict[str, Any]) -> None:
         f"{summary['num_classes']} classes"
     )
     for note in summary["notes"]:
-        console.print(f"[bold]note:[/] {note}")
+        console.print(f"[bold]note:[/] {escape(note)}")
 
 
 def register(app: typer.Typer) -> None:
@@ -123,16 +74,13 @@ def register(app: typer.Typer) -> None:
         "inspect",
         help="Show the layer graph a model became: nodes, op kinds, shapes, activation slopes, parameter counts.",
     )
-    def inspect_cmd(
-        model: ModelArg,
-        input_shape: InputShapeOpt = None,
-        mean: MeanOpt = None,
-        std: StdOpt = None,
-        arch: ArchOpt = None,
-        json_out: JsonOpt = False,
-    ) -> None:
-        graph = load_cli_model(model, input_shape, mean, std, arch)
+    @model_source_options
+    def inspect_cmd(model: ModelArg, json_out: JsonOpt = False, *, source: ModelSource) -> None:
+        from liplt_cli.graph.summary import graph_summary
+
+        graph = source.load(model)
         summary = graph_summary(graph, str(model))
+        print_warnings(graph.notes)
         if json_out:
             print_json(summary)
         else:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liplt_cli.lipschitz.result import norm_name
+from liplt_cli.notes import warnings_in
 
 SKIPPED = "skipped"
 
@@ -81,18 +82,29 @@ class ModelComparison:
             "num_classes": self.num_classes,
             "rows": [r.to_dict() for r in self.rows],
             "notes": list(self.notes),
+            "warnings": warnings_in(self.notes),
         }
 
 
 @dataclass(frozen=True)
 class ComparisonResult:
-    """``liplt compare`` on several models with the same methods and norm."""
+    """``liplt compare`` on several models with the same methods and norm.
+
+    ``notes`` are about the whole comparison (each model has its own); ``warnings`` lists every
+    warning, the models' ones prefixed with the model.
+    """
 
     norm: float
     device: str
     methods: tuple[str, ...]
     models: tuple[ModelComparison, ...]
     settings: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def warnings(self) -> list[str]:
+        own = [str(w) for w in warnings_in(self.notes)]
+        return own + [f"{m.model}: {w}" for m in self.models for w in warnings_in(m.notes)]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,4 +113,6 @@ class ComparisonResult:
             "methods": list(self.methods),
             "settings": dict(self.settings),
             "models": [m.to_dict() for m in self.models],
+            "notes": list(self.notes),
+            "warnings": self.warnings,
         }

@@ -33,7 +33,7 @@ from liplt_cli.lipschitz.result import MethodBound
 COMPARE_METHODS = ("naive", "liplt", "liplt-sn", "liplt-aol", "liplt-sll", "lipsdp", "lower")
 DEFAULT_METHODS = ("naive", "liplt", "liplt-aol", "liplt-sll", "lipsdp", "lower")
 
-Progress = Callable[[str], None]
+Progress = Callable[[str, int, int], None]
 
 
 def parse_methods(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -80,31 +80,44 @@ def compare_graph(
     progress: Progress | None = None,
     lipsdp_max_neurons: int = DEFAULT_LIPSDP_MAX,
 ) -> ModelComparison:
-    """Every method of ``methods`` on ``graph``; rows in the order given, then gaps to the lower bound."""
+    """Every method of ``methods`` on ``graph``; rows in the order given, then gaps to the lower bound.
+
+    ``progress(label, done, total)`` reports each method's steps, labelled ``"<model>: <method>: …"``.
+    """
     methods = parse_methods(list(methods))
     norm = parse_norm(norm)
-    note = progress or (lambda _msg: None)
+
+    def stage(method: str) -> Progress:
+        def report(label: str, done: int, total: int) -> None:
+            if progress is not None:
+                progress(f"{model}: {method}: {label}", done, total)
+
+        return report
+
     rows: dict[str, MethodRow] = {}
     engine = [m for m in methods if m in ("naive", "liplt")]
     if engine:
         from liplt_cli.lipschitz import EngineOptions, compute_bounds
 
-        note(f"{model}: naive/LipLT")
-        result = compute_bounds(graph, EngineOptions(norm=norm), methods=tuple(engine), device=device, model=model)
+        result = compute_bounds(graph, EngineOptions(norm=norm), methods=tuple(engine), device=device, model=model,
+                                progress=stage("/".join(engine)))
         for m in engine:
             rows[m] = _row_from_bound(result.methods[m], norm)
     for m in methods:
         if m in rows:
             continue
-        note(f"{model}: {m}")
+        report = stage(m)
         start = time.perf_counter()
         if m.startswith("liplt-"):
+            report("refined bound", 0, 1)
             res = refined_bounds(graph, m.split("-", 1)[1], norm=norm)
+            report("refined bound", 1, 1)
         elif m == "lipsdp":
-            res = lipsdp_bounds(graph, norm=norm, max_neurons=lipsdp_max_neurons)
+            res = lipsdp_bounds(graph, norm=norm, max_neurons=lipsdp_max_neurons, progress=report)
         elif m == "lower":
             g = graph if device is None else graph.to(device=device)
-            low = empirical_lower_bound(g, norm=norm, samples=lower_samples, ascent_steps=lower_steps, seed=seed)
+            low = empirical_lower_bound(g, norm=norm, samples=lower_samples, ascent_steps=lower_steps, seed=seed,
+                                        progress=report)
             res = low.as_method_bound("lower")
         else:  # pragma: no cover - parse_methods guards the names
             raise ArgumentError(f"unknown method '{m}'")

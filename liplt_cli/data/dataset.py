@@ -21,7 +21,8 @@ class Dataset:
     shape ``(N,)``; ``index[n]`` is the position of sample ``n`` in its source (file row, image
     number within the split), which is what per-sample reports print.  ``num_classes`` is the
     number of classes of the source (not only those present); ``description`` says which files
-    were read; ``name`` is the dataset's short name (``mnist``, ``cifar10``, ``embedded``, …).
+    were read; ``name`` is the dataset's short name (``mnist``, ``cifar10``, ``embedded``, …);
+    ``notes`` say what the loader did with the request (warnings when part of it was ignored).
     Any normalisation belongs to the model, so ε is in [0, 1]-pixel units.
     """
 
@@ -32,6 +33,7 @@ class Dataset:
     name: str
     index: torch.Tensor
     class_names: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.y.shape[0])

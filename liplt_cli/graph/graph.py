@@ -159,6 +159,15 @@ def describe_node(node: Node) -> str:
     return node.describe()
 
 
+def per_channel_values(channels: int, shape: tuple[int, ...]) -> str:
+    """How many normalisation values an input takes, in words."""
+    if len(shape) <= 1:
+        return f"1 value (the input {list(shape)} has no channel axis)"
+    if channels == 1:
+        return f"1 value (the input {list(shape)} has 1 channel)"
+    return f"1 or {channels} values (one per channel of the input {list(shape)})"
+
+
 def prepend_normalization(graph: LayerGraph, mean: list[float], std: list[float]) -> LayerGraph:
     """Prepend ``x ↦ (x - mean) / std`` (per channel) so that ε is in raw-data units.
 
@@ -169,10 +178,12 @@ def prepend_normalization(graph: LayerGraph, mean: list[float], std: list[float]
     channels = shape[0] if len(shape) > 1 else 1
     if len(mean) not in (1, channels) or len(std) not in (1, channels):
         raise GraphError(
-            f"--mean/--std need 1 or {channels} values (one per channel of input {list(shape)})"
+            f"{{mean}} and {{std}} need {per_channel_values(channels, shape)} each, got {len(mean)} and {len(std)}",
+            parameters=("mean", "std"),
         )
-    if any(s == 0 for s in std):
-        raise GraphError("--std values must be non-zero")
+    zero = [c for c, v in enumerate(std) if v == 0]
+    if zero:
+        raise GraphError(f"{{std}} must be non-zero, got 0 for channel {zero[0]}", parameters=("std",))
     view = (-1,) + (1,) * (len(shape) - 1) if len(mean) > 1 or len(std) > 1 else (1,) * len(shape)
     m = torch.tensor(mean, dtype=graph.dtype, device=graph.device).reshape(view)
     s = torch.tensor(std, dtype=graph.dtype, device=graph.device).reshape(view)

@@ -55,6 +55,7 @@ from liplt_cli.lipschitz.structural import abs_propagation_terms, p_bounds, segm
 from liplt_cli.lipschitz.structure import CUT, LT, Structure, analyse
 from liplt_cli.lipschitz.terms import Terms, count_labels, output_terms
 from liplt_cli.lipschitz.transform import Mode
+from liplt_cli.notes import warnings_in
 
 Progress = Callable[[str, int, int], None]
 Pairs = list[tuple[str, str]]
@@ -79,10 +80,14 @@ def _fill_terms(
         for (k, s), v in est.items():
             terms.offer(mode, k, s, v, Guarantee.ESTIMATE)
         return pstate.last_relative_change
+    if progress:
+        progress(f"structural bounds ({mode.value})", 0, 1)
     for (k, s), (value, label) in structural().items():
         terms.offer(mode, k, s, value, label)
     if structure.p != 2:
         abs_propagation_terms(structure, mode, pairs, terms)
+    if progress:
+        progress(f"structural bounds ({mode.value})", 1, 1)
     pending = [
         (k, s) for k, s in pairs
         if terms.get(mode, k, s).guarantee is not Guarantee.EXACT and affordable(structure, k, s, opts)
@@ -165,8 +170,9 @@ def compute_bounds(
     Sound by default (every number exact or an upper bound, see the module docstring); with
     ``options.fast`` the inner ℓ2 terms are power-iteration *estimates* (labelled so).
     Computation runs on ``device`` (default: the graph's device), in float64 (sound) or float32
-    (fast).  Keyword ``settings`` are a shorthand for ``options=EngineOptions(**settings)``
-    (e.g. ``compute_bounds(g, norm="inf")``); giving both is an error.
+    (fast).  ``options`` is the only way settings arrive: a keyword such as ``norm="inf"`` is a
+    :class:`ValueError` that names :class:`EngineOptions` (``EngineOptions(norm="inf")`` accepts the
+    same values), so a setting can never be given twice or silently ignored.
     """
     opts = _options(options, settings)
     for m in methods:
@@ -195,17 +201,27 @@ def compute_bounds(
             "fast": opts.fast, "iterations": opts.iterations if opts.fast else None,
             "explicit_budget": opts.explicit_budget, "explicit_max_side": opts.explicit_max_side,
         },
+        notes=tuple(warnings_in(graph.notes)),
     )
 
 
 def _options(options: EngineOptions | None, settings: dict[str, Any]) -> EngineOptions:
-    if options is None:
-        return EngineOptions(**settings)
+    """``options`` checked to be an :class:`EngineOptions` (default settings when ``None``).
+
+    Keyword settings are refused with a :class:`ValueError` that shows the ``EngineOptions`` call
+    to write instead (and, when ``options`` was given too, says the settings came twice).
+    """
     if settings:
+        given = ", ".join(f"{k}={v!r}" for k, v in sorted(settings.items()))
+        twice = " (settings came both in options and as keywords: give them once, not both)" if options is not None else ""
         raise ValueError(
-            f"give the engine settings either as options=EngineOptions(...) or as keywords, not both "
-            f"(got options and {', '.join(sorted(settings))})"
+            f"compute_bounds takes its settings as one EngineOptions, not as keywords: "
+            f"write compute_bounds(graph, EngineOptions({given})){twice}"
         )
+    if options is None:
+        return EngineOptions()
     if not isinstance(options, EngineOptions):
-        raise ValueError(f"options must be an EngineOptions, got {type(options).__name__}")
+        hint = (f" (for the norm write EngineOptions(norm={options!r}))" if isinstance(options, (str, int, float))
+                else "")
+        raise ValueError(f"options must be an EngineOptions, got {type(options).__name__}{hint}")
     return options

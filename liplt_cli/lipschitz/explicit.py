@@ -63,13 +63,23 @@ def explicit_terms(
     jobs = [(s, ks, forward_pass, True) for s, ks in by_source.items()]
     jobs += [(k, ss, adjoint_pass, False) for k, ss in by_target.items()]
     p = structure.p
-    for done, (start, ends, propagate, columns) in enumerate(jobs, start=1):
+    # progress: one step per chunk of basis vectors and one per norm, over all jobs of this mode
+    steps = sum(math.ceil(math.prod(graph.node(s).out_shape) / options.chunk) + len(e) for s, e, _, _ in jobs)
+    step = 0
+    if progress and jobs:
+        progress(f"explicit maps ({mode.value}): basis vectors", step, steps)
+    for start, ends, propagate, columns in jobs:
         parts: dict[str, list[torch.Tensor]] = {e: [] for e in ends}
         for block in basis_chunks(graph.node(start).out_shape, options.chunk, dtype, device):
             propagate(
                 structure, mode, [(start, start, block)], {start: set(ends)},
                 lambda t, n, x: parts[n].append(x.reshape(x.shape[0], -1)),
             )
+            step += 1
+            if progress:
+                progress(f"explicit maps ({mode.value}): basis vectors", step, steps)
+        if progress:
+            progress(f"explicit maps ({mode.value}): exact norms", step, steps)
         for e in ends:
             if parts[e]:
                 stacked = torch.cat(parts[e], dim=0)
@@ -78,5 +88,6 @@ def explicit_terms(
                 value = torch.zeros((), dtype=dtype, device=device)
             k, s = (e, start) if columns else (start, e)
             terms.offer(mode, k, s, value, Guarantee.EXACT)
-        if progress:
-            progress(f"explicit maps ({mode.value})", done, len(jobs))
+            step += 1
+            if progress:
+                progress(f"explicit maps ({mode.value}): exact norms", step, steps)

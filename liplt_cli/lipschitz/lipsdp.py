@@ -42,7 +42,7 @@ import importlib.util
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -303,8 +303,11 @@ def lipsdp_bounds(
     specs: tuple[str, ...] = ("global", "per_class", "pairwise"),
     max_neurons: int = DEFAULT_MAX_NEURONS,
     solver: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> MethodBound | SkippedMethod:
     """LipSDP-Neuron upper bounds (ℓ2): global, per-class and pairwise, one SDP per spec row.
+
+    ``progress(label, done, total)`` is called after each SDP.
 
     Returns a :class:`MethodBound` (method ``"lipsdp"``) or a :class:`SkippedMethod` saying why
     it did not run (cvxpy missing, norm ≠ 2, not a feed-forward chain, too many neurons).
@@ -324,7 +327,8 @@ def lipsdp_bounds(
     if prob.n0 + prob.n > max_neurons:
         return SkippedMethod(
             "lipsdp",
-            f"too large: {prob.n} hidden neurons + {prob.n0} input dims > {max_neurons} (SDP size grows as its square)",
+            f"too large: {prob.n} hidden neurons + {prob.n0} input directions (the rank of the first layer, which "
+            f"reads {ff.weights[0].shape[1]} inputs) = {prob.n + prob.n0} > {max_neurons} (SDP size grows as its square)",
         )
     chosen = solver or _pick_solver()
     if chosen is None:
@@ -347,8 +351,10 @@ def lipsdp_bounds(
     certified = 0
     notes: list[str] = []
     solve = _Solver(prob, chosen)
-    for kind, i, j, c in rows:
+    for done, (kind, i, j, c) in enumerate(rows, start=1):
         sol = solve(c)
+        if progress is not None:
+            progress("SDPs", done, len(rows))
         certified += sol.certified
         if not sol.certified and sol.note:
             notes.append(f"{kind} {i},{j}: {sol.note} (status {sol.status})")

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -230,6 +230,7 @@ def empirical_lower_bound(
     batch_size: int = DEFAULT_BATCH,
     candidates: int = DEFAULT_CANDIDATES,
     dtype: torch.dtype = torch.float32,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> LowerBoundResult:
     r"""Largest Jacobian norm found by sampling then ascent: a lower bound on Lipschitz constants.
 
@@ -246,6 +247,8 @@ def empirical_lower_bound(
         candidates: random perturbations tried per spec per ascent step.
         dtype: dtype of the search; the reported norms are recomputed in float64 at the best
             points found, so round-off of the search does not enter the numbers.
+        progress: called as ``progress(label, done, total)`` after each sample batch and each
+            ascent step.
 
     Returns:
         :class:`LowerBoundResult` labelled ``"estimate (lower bound)"``.
@@ -267,6 +270,8 @@ def empirical_lower_bound(
     # 1. sampling: best value and point per objective
     best_val = torch.full((objectives.count,), -1.0, dtype=dtype, device=device)
     best_x = torch.zeros(objectives.count, *shape, dtype=dtype, device=device)
+    steps = math.ceil(samples / batch_size) + ascent_steps
+    reported = 0
     done = 0
     while done < samples:
         n = min(batch_size, samples - done)
@@ -278,6 +283,9 @@ def empirical_lower_bound(
         best_val = torch.where(better, v, best_val)
         best_x[better] = x[idx[better]].detach()
         done += n
+        reported += 1
+        if progress is not None:
+            progress("sampling", reported, steps)
 
     # 2. ascent: one point per objective, each scored on its own objective
     scale = torch.full((objectives.count,), 0.1 * (box[1] - box[0]) if box else 0.1, dtype=dtype, device=device)
@@ -314,6 +322,9 @@ def empirical_lower_bound(
         chosen = cand.reshape(len(proposals), objectives.count, *shape)[idx, cols]
         best_x = torch.where(better.reshape(-1, *([1] * len(shape))), chosen.detach(), best_x)
         scale = torch.where(better, scale * 1.5, scale * 0.7)
+        reported += 1
+        if progress is not None:
+            progress("ascent", reported, steps)
 
     # 3. report float64 norms at the best points (each point on its own objective)
     g64 = graph.detached().to(dtype=torch.float64)

@@ -5,8 +5,15 @@ iteration pushes *all* vectors forward in one :func:`forward_pass` (each read at
 normalises, and pulls them back in one :func:`adjoint_pass`:
 :math:`v \leftarrow A^\top A v / \|A^\top A v\|`.  The returned value
 :math:`\sigma = \|A v\|` converges to :math:`\|A\|_2` *from below*: it is an **estimate**, never
-a bound.  Its gradient with respect to the weights (``with_grad=True``, ``v`` held fixed) is
-:math:`u^\top (\partial A) v`, the gradient of the top singular value at convergence.
+a bound.  Its gradient with respect to the weights (``with_grad=True``):
+
+* ``through_iterations=False``: ``v`` held fixed, :math:`u^\top (\partial A) v`, the gradient of
+  the top singular value at convergence;
+* ``through_iterations=True``: the gradient of :math:`\|A\,v_n(A)\|` with
+  :math:`v_n = (A^\top A)^n v_0 / \|(A^\top A)^n v_0\|` from the (detached) warm-start
+  :math:`v_0`, i.e. autograd through this call's iterations, as the paper's training code does.
+  It equals the first at convergence; before it, it also pushes down the singular directions
+  that the estimate has not yet caught up with.
 """
 
 from __future__ import annotations
@@ -51,8 +58,10 @@ def power_norms(
     with_grad: bool = False,
     generator: torch.Generator | None = None,
     progress=None,
+    through_iterations: bool = False,
 ) -> tuple[dict[tuple[str, str], torch.Tensor], PowerState]:
-    """Estimate :math:`\\|A_{k,s}\\|_2` for every (k, s) in ``pairs`` (``Mode.LT`` or ``Mode.CUT``)."""
+    """Estimate :math:`\\|A_{k,s}\\|_2` for every (k, s) in ``pairs`` (``Mode.LT`` or ``Mode.CUT``);
+    ``with_grad``/``through_iterations`` choose the gradient (module docstring)."""
     state = state or PowerState()
     graph = structure.graph
     dtype, device = graph.dtype, graph.device
@@ -68,13 +77,14 @@ def power_norms(
     reads_adj = {(k, s): {s} for k, s in pairs}
     sigma_old: dict[tuple[str, str], torch.Tensor] = {}
     rel = None
-    with torch.no_grad():
+    differentiate = with_grad and through_iterations
+    with torch.enable_grad() if differentiate else torch.no_grad():
         for it in range(iterations):
             if progress is not None:
                 progress(f"power iteration ({mode.value})", it, iterations)
             u: dict[tuple[str, str], torch.Tensor] = {}
             forward_pass(structure, mode, [(t, t[1], v[t]) for t in v], reads_fwd, lambda t, n, x: u.__setitem__(t, x))
-            sigma_new = {t: torch.linalg.vector_norm(u[t]) for t in u}
+            sigma_new = {t: torch.linalg.vector_norm(u[t].detach()) for t in u}
             if sigma_old:
                 rel = max(
                     float((sigma_new[t] - sigma_old[t]).abs() / sigma_new[t].clamp_min(1e-30)) for t in sigma_new
@@ -85,13 +95,13 @@ def power_norms(
                 structure, mode, [(t, t[0], _normalise(u[t])) for t in u], reads_adj, lambda t, n, x: w.__setitem__(t, x)
             )
             for t in v:
-                if t in w and float(torch.linalg.vector_norm(w[t])) > 0:
+                if t in w and float(torch.linalg.vector_norm(w[t].detach())) > 0:
                     v[t] = _normalise(w[t])
     result: dict[tuple[str, str], torch.Tensor] = {}
     context = torch.enable_grad() if with_grad else torch.no_grad()
     with context:
         forward_pass(
-            structure, mode, [(t, t[1], v[t].detach()) for t in v], reads_fwd,
+            structure, mode, [(t, t[1], v[t] if differentiate else v[t].detach()) for t in v], reads_fwd,
             lambda t, n, x: result.__setitem__(t, torch.linalg.vector_norm(x)),
         )
     for t in pairs:

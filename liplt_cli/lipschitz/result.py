@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from liplt_cli.notes import warnings_in
+
 
 class Guarantee(str, Enum):
     """How much a reported number can be trusted.
@@ -21,6 +23,12 @@ class Guarantee(str, Enum):
     EXACT = "exact"
     UPPER_BOUND = "upper bound"
     ESTIMATE = "estimate"
+
+    def __str__(self) -> str:  # the label, as every table and the JSON show it
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
     @staticmethod
     def weakest(labels: list["Guarantee"]) -> "Guarantee":
@@ -110,13 +118,19 @@ class MethodBound:
 
 @dataclass(frozen=True)
 class BoundResult:
-    """Bounds of several methods on one model."""
+    """Bounds of several methods on one model.
+
+    ``notes``: what the caller should know about these numbers (e.g. the loader's warning that
+    a final Softmax was stripped, so the bounds are about the logits); ``warnings`` lists the
+    notes that are warnings (:mod:`liplt_cli.notes`).
+    """
 
     norm: float
     methods: dict[str, MethodBound]
     device: str
     model: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,4 +139,6 @@ class BoundResult:
             "device": self.device,
             "settings": dict(self.settings),
             "methods": {name: m.to_dict() for name, m in self.methods.items()},
+            "notes": list(self.notes),
+            "warnings": warnings_in(self.notes),
         }

@@ -21,11 +21,14 @@ def pairwise_bound_tensor(
     norm: float | str = 2.0,
     state: PowerState | None = None,
     iterations: int = 5,
+    through_iterations: bool = False,
 ) -> tuple[torch.Tensor, PowerState]:
     """K×K pairwise constants :math:`L_{ij}`, differentiable in the graph's weights (CRM, eq. 5–6).
 
     Inner norms are warm-started power iterations (estimates, as in the paper's training);
     output rows are exact.  ``state`` carries the vectors between calls.  Only ℓ2 is supported.
+    ``through_iterations``: differentiate through this call's iterations too (the reference
+    training code's gradient; see :mod:`liplt_cli.lipschitz.power`), not only the last product.
     """
     if parse_norm(norm) != 2:
         raise ValueError("training bounds are implemented for the ℓ2 norm")
@@ -35,7 +38,10 @@ def pairwise_bound_tensor(
     inner = [k for k in structure.targets if k != structure.output]
     mode = LT if method == "liplt" else CUT
     pairs = [(k, s) for k in inner for s in structure.sources_of(mode, k)]
-    est, state = power_norms(structure, mode, pairs, state=state, iterations=iterations, with_grad=True)
+    est, state = power_norms(
+        structure, mode, pairs, state=state, iterations=iterations, with_grad=True,
+        through_iterations=through_iterations,
+    )
     terms = Terms()
     for (k, s), v in est.items():
         terms.table[(mode, k, s)] = Term(v, Guarantee.ESTIMATE)

@@ -33,6 +33,7 @@ from liplt_cli.load.fx import graph_from_module
 from liplt_cli.load.inputs import (
     check_classifier_output, check_input_shape, check_normalization, check_normalization_channels,
 )
+from liplt_cli.notes import warning
 
 if TYPE_CHECKING:
     import torch
@@ -111,6 +112,8 @@ def load_model(
         from liplt_cli.load.onnx import load_onnx
 
         graph = load_onnx(p, data, input_shape=shape)
+        if arch is not None:
+            graph = graph.with_notes(warning(f"architecture {arch.name} ignored: an ONNX file describes its own layers"))
     check_classifier_output(graph, p)
     if normalization is not None:
         means, stds = normalization

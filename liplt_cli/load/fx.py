@@ -28,6 +28,7 @@ from liplt_cli.graph import LayerGraph
 from liplt_cli.graph.nodes import Node
 from liplt_cli.load.values import Sym, flatten
 from liplt_cli.load.walk import FxWalk
+from liplt_cli.notes import warning
 
 __all__ = ["graph_from_module"]
 
@@ -184,7 +185,7 @@ def graph_from_module(
         nodes = _prune(walk.builder.nodes, out.name)
         notes = walk.builder.notes
         if out.stripped:
-            notes.append(f"stripped final {out.stripped}: bounds and radii are about the logits before it")
+            notes.append(warning(f"stripped final {out.stripped}: bounds and radii are about the logits before it"))
         if len(nodes) == 1:
             raise ModelLoadError("the model is the identity on its input; there is nothing to bound")
         graph = unfused = LayerGraph(tuple(nodes), out.name, tuple(notes))

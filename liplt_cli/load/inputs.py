@@ -13,6 +13,7 @@ from typing import Sequence
 
 from liplt_cli.errors import ArgumentError, InputShapeError, ModelLoadError
 from liplt_cli.graph import LayerGraph
+from liplt_cli.graph.graph import per_channel_values
 from liplt_cli.limits import format_shape, shape_over_budget
 
 __all__ = ["check_classifier_output", "check_input_shape", "check_normalization", "check_normalization_channels"]
@@ -61,8 +62,7 @@ def check_normalization_channels(means: list[float], stds: list[float], input_sh
     for parameter, values in (("mean", means), ("std", stds)):
         if len(values) not in (1, channels):
             raise ArgumentError(
-                f"{{{parameter}}} needs 1 or {channels} values (one per channel of input {list(shape)}), "
-                f"got {len(values)}",
+                f"{{{parameter}}} needs {per_channel_values(channels, shape)}, got {len(values)}",
                 parameters=(parameter,),
             )
 

@@ -110,11 +110,9 @@ def _confined_external_file(location: str, folder: Path, where: str) -> Path:
     Refused: an empty or absolute location, any ``..`` component, a NUL byte, a symlink whose
     target leaves the folder, and anything that is not a regular file (FIFO, device, directory).
     """
-    import os
-    import stat as stat_module
     from pathlib import PurePosixPath, PureWindowsPath
 
-    from liplt_cli.paths import file_kind
+    from liplt_cli.paths import require_regular_file
 
     if not location:
         raise ModelLoadError(f"{where} has no location")
@@ -129,14 +127,7 @@ def _confined_external_file(location: str, folder: Path, where: str) -> Path:
     target = (folder / location).resolve()
     if target != root and root not in target.parents:
         raise ModelLoadError(f"{where} names '{shown}', which resolves outside the model's folder (to '{target}')")
-    try:
-        st = os.stat(target)
-    except FileNotFoundError:
-        raise ModelLoadError(f"{where}: '{shown}' does not exist; keep the data file beside the model") from None
-    except OSError as exc:
-        raise ModelLoadError(f"{where}: cannot read '{shown}': {exc.strerror or exc}") from None
-    if not stat_module.S_ISREG(st.st_mode):
-        raise ModelLoadError(f"{where}: '{shown}' is {file_kind(st.st_mode)}, not a regular file")
+    require_regular_file(target, f"{where}: the data file", ModelLoadError)
     return target
 
 

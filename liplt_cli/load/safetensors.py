@@ -36,6 +36,7 @@ from liplt_cli.errors import GraphError, InputShapeError, ModelLoadError
 from liplt_cli.graph import LayerGraph
 from liplt_cli.graph.serialize import graph_from_dict, graph_to_dict
 from liplt_cli.load.architecture import Architecture
+from liplt_cli.notes import warning
 
 FORMAT_VERSION = "1"
 _RESERVED = {"liplt_format", "liplt_graph", "input_shape", "arch"}
@@ -113,12 +114,24 @@ def save_safetensors(
     _write_atomically(Path(path), save(payload, metadata=metadata))
 
 
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write_atomically(target: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``target``, then rename it over ``target``."""
+    """Write ``data`` to a temporary file beside ``target``, then rename it over ``target``.
+
+    The file gets the permissions a plain ``open`` would give (0666 less the umask), not the
+    0600 of a temporary file.
+    """
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=str(target.parent) if str(target.parent) else ".")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
@@ -297,4 +310,8 @@ def load_safetensors_bytes(path: Path, data: bytes, input_shape: tuple[int, ...]
     tensors = _tensors(data, path)
     if "liplt_graph" not in meta:
         return _plain_file(path, tensors, meta, input_shape, arch)
-    return _liplt_file(path, tensors, meta, input_shape)
+    graph = _liplt_file(path, tensors, meta, input_shape)
+    if arch is not None:
+        graph = graph.with_notes(warning(f"architecture {arch.name} ignored: '{path.name}' is a liplt file, "
+                                         "which describes its own layers"))
+    return graph

@@ -21,11 +21,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from liplt_cli.eps import Epsilon, parse_epsilons
 from liplt_cli.errors import ArgumentError
 from liplt_cli.graph.graph import LayerGraph
 from liplt_cli.lipschitz.result import Guarantee, MethodBound, norm_name
 from liplt_cli.local.analysis import LocalOptions, analyse_ball
 from liplt_cli.local.ball import Ball
+from liplt_cli.notes import warnings_in
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +37,8 @@ class LocalBoundResult:
     ``global_`` ``(S,)``, ``per_class`` ``(S, K)``, ``pairwise`` ``(S, K, K)``: the local
     constants (each ≤ the global one); ``eps`` ``(S,)``: the radius of each region;
     ``global_reference``: the global LipLT bounds (sound); ``unstable``: unstable neurons per
-    sample (all activation nodes together).
+    sample (all activation nodes together); ``eps_text``: the radius as it was written
+    (``36/255``) when one radius given as text or :class:`~liplt_cli.eps.Epsilon` holds for all.
     """
 
     model: str
@@ -52,6 +55,7 @@ class LocalBoundResult:
     seconds: float
     device: str = "cpu"
     notes: tuple[str, ...] = field(default=())
+    eps_text: str | None = None
 
     @property
     def samples(self) -> int:
@@ -75,6 +79,7 @@ class LocalBoundResult:
         return {
             "model": self.model,
             "norm": norm_name(self.norm),
+            "eps_text": self.eps_text,
             "domain": list(self.domain) if self.domain is not None else None,
             "device": self.device,
             "guarantee": self.guarantee.value,
@@ -90,18 +95,21 @@ class LocalBoundResult:
             "neurons": self.neurons,
             "seconds": self.seconds,
             "notes": list(self.notes),
+            "warnings": warnings_in(self.notes),
         }
 
 
 def local_bounds(
-    graph: LayerGraph, x: torch.Tensor, eps: float | Sequence[float] | torch.Tensor, norm: float = 2.0, *,
+    graph: LayerGraph, x: torch.Tensor, eps: float | str | Epsilon | Sequence[float] | torch.Tensor,
+    norm: float = 2.0, *,
     domain: tuple[float, float] | None = None, options: LocalOptions = LocalOptions(),
     global_reference: MethodBound | None = None, batch_size: int = 64, device: str | torch.device = "cpu",
     model_name: str = "", progress: Callable[[int, int], None] | None = None,
 ) -> LocalBoundResult:
     """Local constants of ``graph`` on the region of radius ``eps`` around each row of ``x``.
 
-    ``x`` ``(S, *input_shape)``; ``eps`` one radius or one per sample; ``domain`` (lo, hi) of the
+    ``x`` ``(S, *input_shape)``; ``eps`` one radius (a number, or text such as ``"36/255"`` /
+    an :class:`~liplt_cli.eps.Epsilon`, kept as ``eps_text``) or one per sample; ``domain`` (lo, hi) of the
     input coordinates or ``None``; ``global_reference``: the global LipLT bound (computed when
     absent).  See the module docstring.
     """
@@ -111,6 +119,12 @@ def local_bounds(
     if batch_size <= 0:
         raise ArgumentError(f"batch size must be positive, got {batch_size}")
     s = x.shape[0]
+    eps_text = None
+    if isinstance(eps, (str, Epsilon)):
+        given = parse_epsilons(eps)
+        if len(given) != 1:
+            raise ArgumentError(f"one radius for all inputs, got {len(given)} in '{eps}'")
+        eps_text, eps = given[0].text, given[0].value
     radii = torch.as_tensor(eps, dtype=torch.float64).flatten()
     if radii.numel() == 1:
         radii = radii.expand(s).clone()
@@ -150,4 +164,5 @@ def local_bounds(
         global_=torch.cat(parts["g"]), per_class=torch.cat(parts["c"]), pairwise=torch.cat(parts["p"]),
         guarantee=Guarantee.weakest(labels), global_reference=global_reference, unstable=torch.cat(parts["u"]),
         neurons=neurons, seconds=time.perf_counter() - start, device=str(device),
+        notes=tuple(warnings_in(graph.notes)), eps_text=eps_text,
     )

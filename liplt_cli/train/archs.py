@@ -19,12 +19,16 @@ a learned ρ per layer) are described in :mod:`liplt_cli.train.prop2_archs`.
 
 All are ``nn.Sequential`` modules (the ``prop2-*`` ones a subclass with a plain export,
 ``to_plain()``), so the fx loader turns them into the same layer graph that ONNX files become.
+With ``mean``/``std`` the first module is :class:`Normalise` (``x ↦ (x − mean)/std`` per
+channel), so the graph, its Lipschitz constants and the certified radii are in the units of the
+raw pixels.
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from liplt_cli.errors import ArgumentError
@@ -61,6 +65,24 @@ DEFAULT_INPUT_SHAPES = {"4C3F": (1, 28, 28), "6C2F": (3, 32, 32), "8C2F": (3, 64
 DEFAULT_CLASSES = {"4C3F": 10, "6C2F": 10, "8C2F": 200, "2C2F": 10}
 
 
+class Normalise(nn.Module):
+    """``x ↦ (x − mean)/std`` per channel (constant buffers, not trained): a Lipschitz-``max 1/std``
+    affine map that the layer graph keeps as its first node."""
+
+    def __init__(self, mean: tuple[float, ...] | list[float], std: tuple[float, ...] | list[float], channels: int) -> None:
+        super().__init__()
+        if len(mean) not in (1, channels) or len(std) not in (1, channels):
+            raise ArgumentError(f"input mean/std need 1 or {channels} values, got {len(mean)} and {len(std)}")
+        if any(not v > 0 for v in std):
+            raise ArgumentError(f"input std must be positive, got {list(std)}")
+        shape = (-1, 1, 1) if len(mean) > 1 or len(std) > 1 else (1, 1, 1)
+        self.register_buffer("mean", torch.tensor([float(v) for v in mean]).reshape(shape))
+        self.register_buffer("std", torch.tensor([float(v) for v in std]).reshape(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 def _conv_out(n: int, k: int, s: int, p: int) -> int:
     return (n + 2 * p - k) // s + 1
 
@@ -71,7 +93,7 @@ def mlp_widths(name: str) -> list[int]:
     try:
         widths = [int(v) for v in spec.split(",") if v.strip()]
     except ValueError:
-        raise ArgumentError(f"--arch mlp needs integer widths, e.g. mlp:512,512; got '{name}'") from None
+        raise ArgumentError(f"architecture '{name}': an mlp needs integer widths, e.g. mlp:512,512") from None
     if any(w <= 0 for w in widths):
         raise ArgumentError(f"architecture '{name}': every width must be a positive integer, e.g. mlp:512,512")
     return widths
@@ -163,15 +185,32 @@ def build_arch(
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
     activation: str = "relu",
+    mean: tuple[float, ...] | list[float] | None = None,
+    std: tuple[float, ...] | list[float] | None = None,
 ) -> nn.Sequential:
     """Build architecture ``name`` (4C3F, 6C2F, 8C2F, 2C2F, ``mlp:W1,W2,...``, ``prop2-mlp:...`` or
     ``prop2-conv:...``) as ``nn.Sequential``.
 
-    ``input_shape`` is per sample (C, H, W); defaults follow the paper's datasets.
+    ``input_shape`` is per sample (C, H, W); defaults follow the paper's datasets.  ``mean`` and
+    ``std`` (together) put a :class:`Normalise` first.
     """
+    if (mean is None) != (std is None):
+        raise ArgumentError("the input mean and std go together: give both or neither")
     check_arch(name, input_shape, num_classes)
     if is_prop2_arch(name):
-        return build_prop2_arch(name, input_shape, num_classes, activation)
+        model = build_prop2_arch(name, input_shape, num_classes, activation)
+    else:
+        model = _build(name, input_shape, num_classes, activation)
+    if mean is None or std is None:
+        return model
+    channels = (input_shape or DEFAULT_INPUT_SHAPES.get(name.upper(), (1, 28, 28)))[0]
+    model.insert(0, Normalise(mean, std, channels))
+    return model
+
+
+def _build(
+    name: str, input_shape: tuple[int, ...] | None, num_classes: int | None, activation: str
+) -> nn.Sequential:
     if activation not in ACTIVATIONS:
         raise ArgumentError(f"unknown activation '{activation}'; choose from {', '.join(ACTIVATIONS)}")
     act = ACTIVATIONS[activation]

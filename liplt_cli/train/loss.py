@@ -11,16 +11,20 @@ constant of :math:`x \mapsto z_y(x) - z_i(x)` (a K×K matrix, differentiable in 
 * the training objective (eq. 6, the form the reference code runs) is
 
   .. math::
-     \mathrm{CE}(z, y) + \lambda \cdot \operatorname{mean}_{x \in A}\, g(R_t^{soft}(x)),
+     \mathrm{CE}(z, y) + \lambda \cdot \frac{1}{n} \sum_{x \in A} g(R_t^{soft}(x)),
 
   with :math:`A` the correctly classified points of the batch whose hard radius :math:`R` is
-  below the cut-off ("maximum penalising radius") and :math:`g` decreasing:
+  below the cut-off ("maximum penalising radius"), :math:`n` the batch size (the reference
+  code's normalisation, ``normalisation="batch"``; ``"active"`` divides by :math:`|A|` instead,
+  which scales λ by 1/(share of the batch in A)) and :math:`g` decreasing:
 
   - ``"lse"``: :math:`g(R^{soft}) = -R^{soft} = \tfrac1t \mathrm{LSE}(-t R_i)` (the paper's run),
   - ``"exp"``: :math:`g = \exp(-R^{soft})`,
   - ``"hinge"``: :math:`g = \max(0, \text{cut-off} - R^{soft})`.
 
 Points misclassified or already above the cut-off contribute nothing (and no gradient).
+The reference code measures the margins from the *predicted* class :math:`\hat y`; on
+:math:`A` the prediction is the label, so the two are the same term (tested).
 """
 
 from __future__ import annotations
@@ -32,40 +36,33 @@ import torch
 import torch.nn.functional as F
 
 from liplt_cli.errors import ArgumentError
+from liplt_cli.radius import certified_radius, margin_ratios, min_margin_ratio
+from liplt_cli.train.config import G_CHOICES, NORMALISATIONS
 
-G_CHOICES = ("lse", "exp", "hinge")
-
-
-def _pair_terms(logits: torch.Tensor, labels: torch.Tensor, lip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ((z_y − z_i)/L_yi of shape (N, K), mask of i ≠ y)."""
-    n, k = logits.shape
-    if lip.shape != (k, k):
-        raise ArgumentError(f"pairwise Lipschitz matrix has shape {tuple(lip.shape)}, expected ({k}, {k})")
-    z_y = logits.gather(1, labels[:, None])
-    l_y = lip.to(logits.dtype)[labels]  # (N, K): row L_{y,·}
-    not_y = torch.ones_like(logits, dtype=torch.bool)
-    not_y[torch.arange(n, device=logits.device), labels] = False
-    # L_yy is 0 (or meaningless): replace it so the division stays finite; masked out anyway.
-    safe_l = torch.where(not_y, l_y, torch.ones_like(l_y))
-    return (z_y - logits) / safe_l, not_y
 
 
 def hard_radius(logits: torch.Tensor, labels: torch.Tensor, lip: torch.Tensor) -> torch.Tensor:
-    r"""Certified radius lower bound (eq. 4): :math:`R = \min_{i \ne y} (z_y - z_i)/L_{yi}`, shape (N,).
+    r"""The signed :math:`\min_{i \ne y} (z_y - z_i)/L_{yi}`, shape (N,): the quantity eq. 5 softens.
 
-    Negative for misclassified points.
+    Negative for misclassified points; its positive part is the certified radius of eq. 4
+    (:func:`liplt_cli.radius.certified_radius`, which the robust term's cut-off test uses).
     """
-    ratios, not_y = _pair_terms(logits, labels, lip)
-    return ratios.masked_fill(~not_y, math.inf).amin(dim=1)
+    return min_margin_ratio(logits, labels, _checked(lip, logits))
+
+
+def _checked(lip: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    k = logits.shape[1]
+    if tuple(lip.shape) != (k, k):
+        raise ArgumentError(f"pairwise Lipschitz matrix has shape {tuple(lip.shape)}, expected ({k}, {k})")
+    return lip
 
 
 def soft_radius(logits: torch.Tensor, labels: torch.Tensor, lip: torch.Tensor, t: float) -> torch.Tensor:
     r"""Soft radius (eq. 5): :math:`-\frac1t \mathrm{LSE}_{i \ne y}(-t (z_y - z_i)/L_{yi})`, shape (N,)."""
     if t <= 0:
         raise ArgumentError(f"temperature t must be positive, got {t}")
-    ratios, not_y = _pair_terms(logits, labels, lip)
-    scaled = (-t * ratios).masked_fill(~not_y, -math.inf)
-    return -torch.logsumexp(scaled, dim=1) / t
+    ratios = margin_ratios(logits, labels, _checked(lip, logits))  # +inf at i = y: exp(−t·∞) = 0
+    return -torch.logsumexp(-t * ratios, dim=1) / t
 
 
 @dataclass
@@ -87,12 +84,16 @@ def robust_term(
     t: float,
     cutoff: float,
     g: str = "lse",
+    normalisation: str = "batch",
 ) -> tuple[torch.Tensor, int, int, float]:
-    """Mean of g(R_soft) over correct points with hard radius < cutoff; returns (term, active, correct, mean R)."""
+    """Sum of g(R_soft) over A (correct, hard radius < cutoff) divided by the batch size
+    (``normalisation="batch"``) or by |A| (``"active"``); returns (term, |A|, correct, mean R)."""
     if g not in G_CHOICES:
         raise ArgumentError(f"unknown g '{g}'; choose from {', '.join(G_CHOICES)}")
+    if normalisation not in NORMALISATIONS:
+        raise ArgumentError(f"unknown normalisation '{normalisation}'; choose from {', '.join(NORMALISATIONS)}")
     with torch.no_grad():
-        r_hard = hard_radius(logits.detach(), labels, lip.detach())
+        r_hard = certified_radius(logits.detach(), labels, _checked(lip.detach(), logits))
         correct = logits.argmax(dim=1) == labels
         active = correct & (r_hard < cutoff)
         n_correct = int(correct.sum())
@@ -108,7 +109,8 @@ def robust_term(
         values = torch.exp(-r_soft)
     else:
         values = F.relu(cutoff - r_soft)
-    return values.mean(), n_active, n_correct, mean_r
+    term = values.mean() if normalisation == "active" else values.sum() / int(logits.shape[0])
+    return term, n_active, n_correct, mean_r
 
 
 def crm_loss(
@@ -119,6 +121,7 @@ def crm_loss(
     t: float,
     cutoff: float,
     g: str = "lse",
+    normalisation: str = "batch",
 ) -> LossTerms:
     """CE + λ · robust term (eq. 6); ``lip=None`` or ``lam=0`` gives plain cross-entropy."""
     ce = F.cross_entropy(logits, labels)
@@ -127,10 +130,10 @@ def crm_loss(
             n_correct = int((logits.argmax(dim=1) == labels).sum())
             mean_r = math.nan
             if lip is not None:
-                r = hard_radius(logits, labels, lip)
+                r = certified_radius(logits, labels, _checked(lip, logits))
                 ok = logits.argmax(dim=1) == labels
                 mean_r = float(r[ok].mean()) if n_correct else math.nan
         zero = ce.new_zeros(())
         return LossTerms(ce, ce, zero, 0, n_correct, mean_r)
-    rob, n_active, n_correct, mean_r = robust_term(logits, labels, lip, t, cutoff, g)
+    rob, n_active, n_correct, mean_r = robust_term(logits, labels, lip, t, cutoff, g, normalisation)
     return LossTerms(ce + lam * rob, ce, rob, n_active, n_correct, mean_r)
