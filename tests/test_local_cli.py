@@ -155,3 +155,13 @@ def test_bound_at_keeps_eps_as_typed(model: Path, inputs: Path, capsys: pytest.C
     assert rep["warnings"] == []
     code = run(["bound", str(model), "--at", str(inputs), "--eps", "26/255"])
     assert code == 0 and "radius 26/255 around" in capsys.readouterr().out
+
+
+def test_bound_options_that_at_does_not_use_are_warned_about(model: Path, inputs: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code = run(["bound", str(model), "--at", str(inputs), "--eps", "0.1", "--method", "naive", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0 and "warning: --method naive is ignored with --at" in captured.err
+    assert any("--method naive" in w for w in json.loads(captured.out)["warnings"])
+    code = run(["bound", str(model), "--input-range", "0,1", "--json"])
+    assert code == 0 and "warning: --input-range is ignored without --at" in capsys.readouterr().err
