@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
 from liplt_cli.certify.attack import AttackSettings, robust_under_attack
 from liplt_cli.certify.radius import PairwiseConstants, certified_radii, check_labels, engine_constants, match_inputs
-from liplt_cli.certify.result import CertifyResult
+from liplt_cli.certify.result import CertifyResult, LocalCertification
 from liplt_cli.certify.sanity import chance_level_warnings, input_range_warnings
 from liplt_cli.eps import EpsilonLike, parse_epsilons
 from liplt_cli.errors import ArgumentError
 from liplt_cli.lipschitz.options import parse_norm
 from liplt_cli.notes import warnings_in
+
+if TYPE_CHECKING:  # pragma: no cover
+    from liplt_cli.local import LocalSettings
 
 StageProgress = Callable[[str, int, int], None]
 
@@ -24,7 +27,7 @@ def certify(graph, dataset, eps: EpsilonLike | Sequence[EpsilonLike], norm: floa
             constants: PairwiseConstants | None = None, fast: bool = False, attack: bool = True,
             attack_settings: AttackSettings = AttackSettings(), batch_size: int = 256,
             device: str | torch.device = "cpu", model_name: str = "",
-            progress: StageProgress | None = None) -> CertifyResult:
+            local: "LocalSettings | None" = None, progress: StageProgress | None = None) -> CertifyResult:
     """Certify ``dataset`` (a :class:`~liplt_cli.data.Dataset`) on ``graph`` at each ε in ``eps``.
 
     The pairwise constants come from ``constants`` when given, else from the engine
@@ -32,8 +35,10 @@ def certify(graph, dataset, eps: EpsilonLike | Sequence[EpsilonLike], norm: floa
     eq. 4; PGD (unless ``attack=False``) skips samples already certified with sound constants,
     which PGD cannot break.  ``eps`` takes what ``--eps`` takes: ``"36/255"``, ``"0.5,1.58"``,
     numbers or :class:`~liplt_cli.eps.Epsilon` values; the result keeps each ε's text as given
-    (``eps_text``) for display.  ``progress(stage, done, total)`` reports each stage
-    (``constants: …``, ``radii``, ``attack``).  The library never prints.
+    (``eps_text``) for display.  With ``local`` (:class:`~liplt_cli.local.LocalSettings`) each
+    sample also gets its local radius (:func:`~liplt_cli.local.local_radii`, never below the
+    global one; the listed ε are checked exactly).  ``progress(stage, done, total)`` reports each
+    stage (``constants: …``, ``radii``, ``local radii``, ``attack``).  The library never prints.
     """
     norm = parse_norm(norm)
     given = parse_epsilons(eps)
@@ -57,12 +62,28 @@ def certify(graph, dataset, eps: EpsilonLike | Sequence[EpsilonLike], norm: floa
     if step:
         step(0, x.shape[0])
     radii = certified_radii(graph, x, dataset.y, constants, batch_size=batch_size, device=device, progress=step)
+    local_result = None
+    if local is not None:
+        if not constants.sound:
+            raise ArgumentError("local radii need sound global constants (not estimates)")
+        if local.domain is not None and x.numel() and (float(x.min()) < local.domain[0] or float(x.max()) > local.domain[1]):
+            raise ArgumentError(f"the data lies outside the input range [{local.domain[0]:g}, {local.domain[1]:g}]")
+        from liplt_cli.local import local_radii
+
+        step = (lambda d, t: progress("local radii", d, t)) if progress else None  # noqa: E731
+        if step:
+            step(0, x.shape[0])
+        local_result = local_radii(graph, x, dataset.y, norm, constants.matrix, list(eps), domain=local.domain,
+                                   tolerance=local.tolerance, options=local.options, batch_size=local.batch_size,
+                                   device=device, refine=local.refine, progress=step)
     pgd_robust = None
     attack_seconds = 0.0
     if attack:
         skip = None
         if constants.sound:
             skip = torch.stack([radii.radius > e for e in eps])
+            if local_result is not None:
+                skip = skip | torch.stack([local_result.certified(e) for e in eps])
             if bool(skip.any()):
                 counts = ", ".join(f"{int(k.sum())} at ε={e.text}" for k, e in zip(skip, given))
                 notes.append(f"PGD skipped the samples already certified ({counts}): sound radii mean no attack can break them")
@@ -90,7 +111,9 @@ def certify(graph, dataset, eps: EpsilonLike | Sequence[EpsilonLike], norm: floa
         constants_notes=constants.notes,
         attack=attack_settings.to_dict() | {"norm": norm} if attack else None,
         timings={"constants": constants.seconds, "radii": radii.seconds, "attack": attack_seconds,
+                 "local": 0.0 if local_result is None else local_result.seconds,
                  "total": time.perf_counter() - start},
         device=str(device),
         notes=tuple(notes),
+        local=None if local_result is None else LocalCertification.of(local_result, local, eps),
     )

@@ -36,6 +36,48 @@ class Gate:
 
 
 @dataclass(frozen=True, eq=False)
+class LocalCertification:
+    """Local radii of a certification run (``liplt certify --local``), CPU tensors of length N.
+
+    ``radius``: the local radius (never below the global one; 0 when misclassified);
+    ``certified``: (len(eps), N) certified at each listed ε (checked exactly, not through the
+    search tolerance); ``evaluations``: certificate evaluations per sample; ``guarantee``: label
+    of the local constants; ``settings``: domain, tolerance, what the analysis used.
+    """
+
+    radius: torch.Tensor
+    certified: torch.Tensor
+    evaluations: torch.Tensor
+    guarantee: Guarantee
+    settings: dict[str, Any]
+    seconds: float
+
+    @staticmethod
+    def of(radii, settings, eps) -> "LocalCertification":  # noqa: ANN001
+        """From :class:`~liplt_cli.local.LocalRadii` and :class:`~liplt_cli.local.LocalSettings`."""
+        return LocalCertification(
+            radius=radii.radius, certified=torch.stack([radii.certified(e) for e in eps]),
+            evaluations=radii.evaluations, guarantee=radii.guarantee, settings=settings.to_dict(),
+            seconds=radii.seconds)
+
+    @property
+    def certified_accuracy(self) -> list[float]:
+        n = max(int(self.radius.numel()), 1)
+        return [float(c.sum()) / n for c in self.certified]
+
+    @property
+    def seconds_per_sample(self) -> float:
+        return self.seconds / max(int(self.radius.numel()), 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"certified_accuracy": self.certified_accuracy, "guarantee": self.guarantee.value,
+                "radius": {"mean": float(self.radius.mean()) if self.radius.numel() else 0.0,
+                           "median": float(self.radius.median()) if self.radius.numel() else 0.0},
+                "evaluations_mean": float(self.evaluations.float().mean()) if self.evaluations.numel() else 0.0,
+                "seconds": self.seconds, "seconds_per_sample": self.seconds_per_sample, **self.settings}
+
+
+@dataclass(frozen=True, eq=False)
 class CertifyResult:
     """Clean, certified (eq. 4) and PGD accuracy of one model on one dataset at each ε.
 
@@ -43,7 +85,8 @@ class CertifyResult:
     ``prediction``, ``radius`` (0 when misclassified), ``pgd_robust`` (len(eps) × N, or None
     with ``--no-attack``).  ``guarantee`` labels the pairwise constants and so the radii: with
     ``estimate`` the radii are *not* certificates.  ``eps_text`` holds each ε as it was given
-    (``36/255``), for display; ``eps`` holds the values.
+    (``36/255``), for display; ``eps`` holds the values.  ``local``: the local radii
+    (``--local``) or ``None``; with them the gate uses the local certified accuracy.
     """
 
     model: str
@@ -65,6 +108,7 @@ class CertifyResult:
     notes: tuple[str, ...] = ()
     gate: Gate | None = None
     eps_text: tuple[str, ...] = ()
+    local: LocalCertification | None = None
 
     def __post_init__(self) -> None:
         if len(self.eps_text) != len(self.eps):
@@ -96,10 +140,21 @@ class CertifyResult:
 
     @property
     def violations(self) -> list[int] | None:
-        """Samples certified at ε that PGD nevertheless broke (0 whenever the constants are sound)."""
+        """Samples certified at ε (globally or locally) that PGD nevertheless broke (0 whenever
+        the constants are sound)."""
         if self.pgd_robust is None:
             return None
-        return [int(((self.radius > e) & ~r).sum()) for e, r in zip(self.eps, self.pgd_robust)]
+        out = []
+        for i, (e, r) in enumerate(zip(self.eps, self.pgd_robust)):
+            certified = self.radius > e
+            if self.local is not None:
+                certified = certified | self.local.certified[i]
+            out.append(int((certified & ~r).sum()))
+        return out
+
+    @property
+    def local_certified_accuracy(self) -> list[float] | None:
+        return None if self.local is None else self.local.certified_accuracy
 
     @property
     def mean_radius(self) -> float:
@@ -112,8 +167,9 @@ class CertifyResult:
 
     def with_gate(self, threshold: float) -> "CertifyResult":
         """This result with the ``--min-certified`` gate evaluated (see :class:`Gate`)."""
-        worst = max(range(len(self.eps)), key=lambda i: (self.eps[i], -self.certified_accuracy[i]))
-        acc = min(self.certified_accuracy)
+        accuracy = self.certified_accuracy if self.local is None else self.local.certified_accuracy
+        worst = max(range(len(self.eps)), key=lambda i: (self.eps[i], -accuracy[i]))
+        acc = min(accuracy)
         return replace(self, gate=Gate(threshold=threshold, eps=self.eps[worst], certified_accuracy=acc,
                                        eps_text=self.eps_text[worst]))
 
@@ -144,18 +200,24 @@ class CertifyResult:
             "notes": list(self.notes),
             "warnings": warnings_in(self.notes),
             "gate": self.gate.to_dict() if self.gate else None,
+            "local": self.local.to_dict() if self.local is not None else None,
         }
 
     def write_per_sample(self, path: str | Path) -> None:
-        """CSV with columns index, label, prediction, radius (+ one ``pgd_robust@ε`` column per ε)."""
+        """CSV with columns index, label, prediction, radius (+ ``local_radius`` with ``--local``, + one
+        ``pgd_robust@ε`` column per ε)."""
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
             extra = [f"pgd_robust@{e:g}" for e in self.eps] if self.pgd_robust is not None else []
-            w.writerow(["index", "label", "prediction", "radius", *extra])
+            local = ["local_radius"] if self.local is not None else []
+            w.writerow(["index", "label", "prediction", "radius", *local, *extra])
             for n in range(self.samples):
                 r = float(self.radius[n])
                 row = [int(self.index[n]), int(self.label[n]), int(self.prediction[n]),
                        "inf" if math.isinf(r) else repr(r)]
+                if self.local is not None:
+                    lr = float(self.local.radius[n])
+                    row.append("inf" if math.isinf(lr) else repr(lr))
                 if self.pgd_robust is not None:
                     row += [int(self.pgd_robust[i, n]) for i in range(len(self.eps))]
                 w.writerow(row)

@@ -6,6 +6,14 @@ Examples::
     liplt bound model.onnx --norm inf --per-class
     liplt bound model.onnx --fast --iterations 50   # power-iteration estimates (not bounds)
     liplt bound model.onnx --json                # the stable JSON contract below
+    liplt bound model.onnx --at inputs.npz --eps 0.1 --input-range 0,1   # local constants
+
+``--at inputs.npz --eps E`` gives *local* constants (global, per class, pairwise) valid on the
+ℓp ball of radius E around each input (∩ ``--input-range``), each the smaller of the local
+recursion's number and the global one; ``--json`` then prints ``LocalBoundResult.to_dict()``
+({model, norm, eps_text, domain, device, guarantee, sound, global_reference{...}, samples[{eps,
+global, per_class, pairwise, pairwise_mean, unstable_neurons}], neurons, seconds, notes,
+warnings}).
 
 On a model with Proposition 2 residual blocks (``liplt train --arch prop2-…``, or any file with
 the structure ``s·x + Wᵀdiag(t)φ(Wx + b)``) whose condition is re-verified from the weights, a
@@ -24,11 +32,13 @@ blocks' bounds as extra terms, so LipLT ≤ designed (the notes under the table 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 from liplt_cli.cli.options import (
+    PANEL_LOCAL,
     PANEL_METHOD,
     PANEL_OUTPUT,
     DeviceChoice,
@@ -40,9 +50,12 @@ from liplt_cli.cli.options import (
     NormOpt,
     at_least,
     model_source_options,
+    parse_input_range,
     resolve_device,
 )
 from liplt_cli.cli.render import StageProgress, add_warnings, fmt, print_json, print_warnings, stdout_console
+from liplt_cli.eps import parse_epsilons
+from liplt_cli.errors import ArgumentError, DataError
 
 
 class MethodChoice(str, Enum):
@@ -160,12 +173,37 @@ def register(app: typer.Typer) -> None:
                 "larger is tighter and slower.",
             ),
         ] = 4e10,
+        at: Annotated[
+            Optional[Path],
+            typer.Option("--at", metavar="NPZ", rich_help_panel=PANEL_LOCAL, show_default="none: global constants",
+                         help="Local constants at the inputs of this .npz (array 'x', one row per input), valid on "
+                              "the ball of radius --eps around each; the global bound is printed beside them."),
+        ] = None,
+        eps: Annotated[
+            Optional[str],
+            typer.Option("--eps", metavar="EPS", rich_help_panel=PANEL_LOCAL, show_default="none",
+                         help="With --at: radius of the ball around each input (e.g. 0.1 or 36/255)."),
+        ] = None,
+        input_range: Annotated[
+            str,
+            typer.Option("--input-range", metavar="LO,HI|none", rich_help_panel=PANEL_LOCAL,
+                         help="With --at: the input domain the ball is clipped to (none: no domain)."),
+        ] = "none",
         device: DeviceOpt = DeviceChoice.auto,
         json_out: JsonOpt = False,
         *,
         source: ModelSource,
     ) -> None:
         from liplt_cli.lipschitz import EngineOptions, compute_bounds
+
+        if at is not None or eps is not None:
+            if at is None or eps is None:
+                raise ArgumentError("--at and --eps go together: local constants at the inputs of --at on balls of radius --eps")
+            if fast:
+                raise ArgumentError("--at computes sound local constants; drop --fast")
+            _local(model, at, eps, input_range, norm.value, json_out, resolve_device(device), source.load(model),
+                   per_class or pairwise, ignored=_ignored_with_at(method, global_only, iterations, explicit_budget))
+            return
 
         if sum([pairwise, per_class, global_only]) > 1:
             raise typer.BadParameter("choose at most one of --pairwise, --per-class, --global")
@@ -181,6 +219,8 @@ def register(app: typer.Typer) -> None:
             ignored.append(f"--iterations {iterations} is ignored without --fast (it sets the power iterations)")
         if fast and explicit_budget != 4e10:
             ignored.append("--explicit-budget is ignored with --fast (no map is made explicit)")
+        if input_range != "none":
+            ignored.append("--input-range is ignored without --at (global constants hold on all of input space)")
         result = add_warnings(result, ignored)
         print_warnings(result.notes)
         if json_out:
@@ -188,3 +228,86 @@ def register(app: typer.Typer) -> None:
         else:
             show = "pairwise" if pairwise else "per-class" if per_class else "global"
             _render(result, show, str(model))
+
+
+def _ignored_with_at(method: MethodChoice, global_only: bool, iterations: int, explicit_budget: float) -> list[str]:
+    """What ``--at`` does not use, to warn about (the local constants are LipLT's, sound)."""
+    ignored = []
+    if method is not MethodChoice.all:
+        ignored.append(f"--method {method.value} is ignored with --at (local constants use LipLT, beside the global LipLT bound)")
+    if global_only:
+        ignored.append("--global is ignored with --at (the table shows the local and global constants)")
+    if iterations != 100:
+        ignored.append(f"--iterations {iterations} is ignored with --at (sound constants, no power iteration)")
+    if explicit_budget != 4e10:
+        ignored.append("--explicit-budget is ignored with --at")
+    return ignored
+
+
+def read_inputs(path: Path, input_shape) -> "torch.Tensor":  # noqa: F821
+    """Array ``x`` of a .npz (or its only array) as float64 rows of the model's input shape."""
+    import numpy as np
+    import torch
+
+    from liplt_cli.certify.radius import match_inputs
+    from liplt_cli.data.npz import check_npz_headers
+
+    if not path.is_file():
+        raise DataError(f"--at: no such file '{path}'")
+    keys = list(check_npz_headers(path))
+    key = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
+    if key is None:
+        raise DataError(f"--at: '{path}' must hold an array 'x' (it has {sorted(keys) or 'none'})")
+    with np.load(path, allow_pickle=False) as f:
+        x = np.asarray(f[key])
+    if not np.issubdtype(x.dtype, np.number) or (x.size and not np.isfinite(x).all()):
+        raise DataError(f"--at: '{path}' array '{key}' must hold finite numbers")
+    x = torch.from_numpy(x.astype(np.float64))
+    if x.dim() == len(input_shape):
+        x = x[None]
+    return match_inputs(x, input_shape, f"--at '{path}'")
+
+
+def _local(model, at: Path, eps_text: str, input_range: str, norm: str, json_out: bool, device: str, graph,
+           detail: bool, ignored: list[str]) -> None:
+    from rich.table import Table
+
+    from liplt_cli.local import local_bounds
+
+    values = parse_epsilons(eps_text)
+    if len(values) != 1:
+        raise ArgumentError("--eps with --at takes one radius")
+    radius = values[0]
+    x = read_inputs(at, graph.input_shape)
+    domain = parse_input_range(input_range, None)
+    p = NormChoice(norm).p
+    with StageProgress(enabled=not json_out) as report:
+        report("local constants", 0, x.shape[0])
+        result = local_bounds(graph, x, radius, p, domain=domain, device=device, model_name=str(model),
+                              progress=lambda d, t: report("local constants", d, t))
+    result = add_warnings(result, ignored)
+    print_warnings(result.notes)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    console = stdout_console()
+    ref = result.global_reference
+    g = result.guarantee.value
+    where = f", inputs in [{domain[0]:g}, {domain[1]:g}]" if domain else ""
+    table = Table(title=f"local Lipschitz constants of {model} on ℓ{result.to_dict()['norm']} balls of radius "
+                        f"{radius.text} around {x.shape[0]} inputs of {at}{where}", title_justify="left")
+    for col in ("input", "local L", "global L", "local mean L_ij", "global mean L_ij", "ratio", "unstable", "guarantee"):
+        table.add_column(col, justify="left" if col == "guarantee" else "right")
+    means = result.pairwise_mean()
+    for s in range(result.samples):
+        ratio = ref.pairwise_mean / float(means[s]) if float(means[s]) > 0 else float("inf")
+        table.add_row(str(s), fmt(float(result.global_[s])), fmt(ref.global_), fmt(float(means[s])),
+                      fmt(ref.pairwise_mean), f"{ratio:.1f}×", f"{int(result.unstable[s])}/{result.neurons}",
+                      f"[{GUARANTEE_STYLE[g]}]{g}[/]")
+    console.print(table)
+    if detail:
+        for s in range(result.samples):
+            console.print(f"input {s}: per-class L_i " + ", ".join(fmt(float(v), 4) for v in result.per_class[s]),
+                          markup=False, highlight=False)
+    console.print(f"time {result.seconds:.2f} s; each local number is min(local recursion, global bound), both sound",
+                  markup=False, highlight=False)

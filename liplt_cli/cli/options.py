@@ -28,6 +28,7 @@ PANEL_METHOD = "Method"
 PANEL_ATTACK = "Attack"
 PANEL_OUTPUT = "Output"
 PANEL_COMPUTE = "Compute"
+PANEL_LOCAL = "Local"
 
 
 class NormChoice(str, Enum):
@@ -227,3 +228,15 @@ def model_source_options(command: Command) -> Command:
 
 def _metadata(parameter: inspect.Parameter) -> tuple[Any, ...]:
     return getattr(parameter.annotation, "__metadata__", ())
+
+
+def parse_input_range(text: str | None, auto: tuple[float, float] | None) -> tuple[float, float] | None:
+    """``--input-range``: ``LO,HI``, ``none`` (no domain), or ``auto`` (``auto``'s value)."""
+    if text is None or text.strip().lower() == "auto":
+        return auto
+    if text.strip().lower() == "none":
+        return None
+    values = parse_float_list(text, "--input-range")
+    if values is None or len(values) != 2 or not all(math.isfinite(v) for v in values) or values[0] >= values[1]:
+        raise ArgumentError(f"--input-range takes LO,HI with LO < HI (e.g. 0,1), 'auto' or 'none'; got '{text}'")
+    return values[0], values[1]

@@ -20,7 +20,7 @@ MNIST_SHAPE = (1, 28, 28)
 
 @dataclass(frozen=True)
 class NamedArchitecture:
-    """Architecture ``name`` (4C3F, 6C2F, 8C2F, ``mlp:W1,W2,...``, ``prop2-...``), built on demand.
+    """Architecture ``name`` (4C3F, 6C2F, 8C2F, 2C2F, ``mlp:W1,W2,...``, ``prop2-...``), built on demand.
 
     The name is checked when the architecture is built, not before: a name given with a file
     that needs none is never looked at.

@@ -6,6 +6,8 @@ Conv layers are (out channels, kernel, stride, padding):
 * 6C2F (CIFAR-10): 32,3,1,1 · 32,4,2,1 · 64,3,1,1 · 64,4,2,1 · 64,3,1,1 · 64,4,2,1 · flatten ·
   fc 512 · fc K
 * 8C2F (Tiny-ImageNet): 6C2F's convs · 64,3,1,1 · 64,4,2,1 · flatten · fc 256 · fc K
+* 2C2F (small CIFAR-10 net, the local-certification benchmark): 16,4,2,1 · 32,4,2,1 · flatten ·
+  fc 100 · fc K
 * ``mlp:W1,W2,...`` -- flatten then dense layers of the given widths, then fc K.
 * ``prop2-mlp:KxN[,sn|aol|sll][,rho=learn|VALUE][,nostem]`` -- flatten · linear stem to N · K dense
   Proposition 2 layers of width N · fc K.
@@ -45,6 +47,7 @@ CONV_SPECS: dict[str, tuple[list[tuple[int, int, int, int]], list[int]]] = {
         ],
         [256],
     ),
+    "2C2F": ([(16, 4, 2, 1), (32, 4, 2, 1)], [100]),
 }
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -58,8 +61,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
 }
 
-DEFAULT_INPUT_SHAPES = {"4C3F": (1, 28, 28), "6C2F": (3, 32, 32), "8C2F": (3, 64, 64)}
-DEFAULT_CLASSES = {"4C3F": 10, "6C2F": 10, "8C2F": 200}
+DEFAULT_INPUT_SHAPES = {"4C3F": (1, 28, 28), "6C2F": (3, 32, 32), "8C2F": (3, 64, 64), "2C2F": (3, 32, 32)}
+DEFAULT_CLASSES = {"4C3F": 10, "6C2F": 10, "8C2F": 200, "2C2F": 10}
 
 
 class Normalise(nn.Module):
@@ -97,7 +100,7 @@ def mlp_widths(name: str) -> list[int]:
 
 
 _UNKNOWN = (
-    "unknown architecture '{name}'; choose 4C3F, 6C2F, 8C2F, mlp:W1,W2,..., prop2-mlp:KxN or prop2-conv:KxC1-C2-..."
+    "unknown architecture '{name}'; choose 4C3F, 6C2F, 8C2F, 2C2F, mlp:W1,W2,..., prop2-mlp:KxN or prop2-conv:KxC1-C2-..."
 )
 
 
@@ -185,7 +188,7 @@ def build_arch(
     mean: tuple[float, ...] | list[float] | None = None,
     std: tuple[float, ...] | list[float] | None = None,
 ) -> nn.Sequential:
-    """Build architecture ``name`` (4C3F, 6C2F, 8C2F, ``mlp:W1,W2,...``, ``prop2-mlp:...`` or
+    """Build architecture ``name`` (4C3F, 6C2F, 8C2F, 2C2F, ``mlp:W1,W2,...``, ``prop2-mlp:...`` or
     ``prop2-conv:...``) as ``nn.Sequential``.
 
     ``input_shape`` is per sample (C, H, W); defaults follow the paper's datasets.  ``mean`` and

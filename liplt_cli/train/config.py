@@ -79,7 +79,7 @@ class TrainConfig:
     """
 
     arch: str = setting(
-        "4C3F", "4C3F, 6C2F, 8C2F, mlp:W1,W2,..., or Proposition 2 residual layers: prop2-mlp:KxN (linear stem "
+        "4C3F", "4C3F, 6C2F, 8C2F, 2C2F, mlp:W1,W2,..., or Proposition 2 residual layers: prop2-mlp:KxN (linear stem "
         "to N, K dense layers, linear head) or prop2-conv:KxC1-C2-... (conv stem, K conv layers per stage, "
         "stride-2 downsampling, linear head); options ,sn|aol|sll (T choice, default sll) and ,rho=learn|VALUE "
         "(default learn).", "Model")
