@@ -133,19 +133,30 @@ def test_plain_export_round_trip(tmp_path, name, shape, activation):
         assert a.guarantee.sound and b.guarantee.sound
 
 
-def test_export_of_the_training_module_itself_is_readable_too(tmp_path):
-    """``export_model`` without the ``to_plain`` hook (the module as trained): T is a Mul by a
-    constant vector instead of being folded, and the files still read back with the same logits."""
-    name, shape = "prop2-conv:1x4,sll", (1, 6, 6)
+@pytest.mark.parametrize("name,shape", [("prop2-conv:1x4,sll", (1, 6, 6)), ("prop2-mlp:2x10,aol", (1, 4, 4))])
+def test_export_of_the_training_module_is_plain(tmp_path, name, shape):
+    """``export_model`` given the module as trained writes its plain form: standard ops only (no
+    Constant, no Mul by T's diagonal), the same layer graph from safetensors and ONNX, logits
+    identical between the two files, and identical bounds."""
     model = _perturbed(name, shape)
     files = loop.export_model(model, TrainConfig(arch=name, out=str(tmp_path)), shape, tmp_path, "synthetic")
-    ops = {n.op_type for n in onnx.load(files["onnx"]).graph.node}
-    assert ops <= PLAIN_ONNX_OPS | {"Constant"}, ops - PLAIN_ONNX_OPS
+    ops = [n.op_type for n in onnx.load(files["onnx"]).graph.node]
+    assert set(ops) <= PLAIN_ONNX_OPS, set(ops) - PLAIN_ONNX_OPS
+    blocks = _count(model, (Prop2Dense, Prop2Conv))
+    assert ops.count("Mul") == blocks and ops.count("Add") == blocks  # only the √ρ·x branch multiplies
+    g_st, g_onnx = load_model(files["safetensors"]), load_model(files["onnx"])
+    assert [n.kind for n in g_st.nodes] == [n.kind for n in g_onnx.nodes]
+    assert [n.describe() for n in g_st.nodes] == [n.describe() for n in g_onnx.nodes]
     x = torch.rand(5, *shape)
     with torch.no_grad():
         ref = model.eval()(x)
-    for path in (files["safetensors"], files["onnx"]):
-        assert float((load_model(path).evaluate(x) - ref).abs().max()) <= 1e-5
+        assert torch.equal(g_st.evaluate(x), g_onnx.evaluate(x))
+    assert float((g_st.evaluate(x) - ref).abs().max()) <= 1e-5
+    b_st = compute_bounds(g_st, EngineOptions(norm=2.0), methods=("naive", "liplt"))
+    b_onnx = compute_bounds(g_onnx, EngineOptions(norm=2.0), methods=("naive", "liplt"))
+    for method in ("naive", "liplt"):
+        assert b_st.methods[method].global_ == b_onnx.methods[method].global_
+        assert b_st.methods[method].pairwise == b_onnx.methods[method].pairwise
 
 
 @pytest.mark.parametrize("name,shape", [("prop2-mlp:2x10,sll", (1, 4, 4)), ("prop2-conv:1x3,sn", (1, 5, 5))])

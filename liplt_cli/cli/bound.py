@@ -15,10 +15,15 @@ recursion's number and the global one; ``--json`` then prints ``LocalBoundResult
 global, per_class, pairwise, pairwise_mean, unstable_neurons}], neurons, seconds, notes,
 warnings}).
 
+On a model with Proposition 2 residual blocks (``liplt train --arch prop2-…``, or any file with
+the structure ``s·x + Wᵀdiag(t)φ(Wx + b)``) whose condition is re-verified from the weights, a
+``designed`` row gives the product of the certified per-block bounds, and LipLT uses those
+blocks' bounds as extra terms, so LipLT ≤ designed (the notes under the table say so).
+
 ``--json`` prints ``BoundResult.to_dict()``::
 
     {"model": PATH, "norm": "2"|"inf"|"1", "device": ..., "settings": {...},
-     "methods": {"naive"|"liplt": {"global": L, "per_class": [L_i], "pairwise": [[L_ij]],
+     "methods": {"naive"|"liplt"|"designed": {"global": L, "per_class": [L_i], "pairwise": [[L_ij]],
                  "pairwise_mean", "pairwise_max", "sum_per_class_mean", "sqrt2_global",
                  "guarantee": "exact"|"upper bound"|"estimate", "term_counts": {...},
                  "seconds", "iterations", "last_relative_change", "notes"}}}
@@ -87,6 +92,9 @@ def _render(result, show: str, model: str) -> None:
                 f"tightness naive / LipLT: global {n.global_ / l.global_:.2f}×, mean pairwise "
                 f"{n.pairwise_mean / l.pairwise_mean:.2f}×"
             )
+    for m in result.methods.values():
+        for line in m.notes:
+            console.print(f"{m.method}: {line}")
     for m in result.methods.values():
         if m.guarantee.value == "estimate":
             change = f", last relative change {m.last_relative_change:.1e}" if m.last_relative_change is not None else ""
@@ -201,7 +209,8 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("choose at most one of --pairwise, --per-class, --global")
         dev = resolve_device(device)
         graph = source.load(model)
-        methods = ("naive", "liplt") if method is MethodChoice.all else (method.value,)
+        # "designed" appears only for models with Proposition 2 blocks certified from their weights
+        methods = ("naive", "liplt", "designed") if method is MethodChoice.all else (method.value,)
         options = EngineOptions(norm=norm.value, fast=fast, iterations=iterations, explicit_budget=explicit_budget)
         with StageProgress(enabled=not json_out) as report:
             result = compute_bounds(graph, options, methods=methods, device=dev, progress=report, model=str(model))

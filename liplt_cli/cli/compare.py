@@ -83,6 +83,8 @@ def _render(result: ComparisonResult) -> None:
         for row in mc.rows:
             if row.skipped:
                 console.print(f"[dim]{mc.model}: {row.method} skipped: {row.reason}[/]")
+            elif row.method in ("liplt", "designed") and row.notes:
+                console.print(f"{mc.model}: {row.method}: {'; '.join(row.notes)}")
             elif row.guarantee == "estimate" and row.method != "lower":
                 console.print(f"[yellow]{mc.model}: {row.method} is an estimate, not a guaranteed bound: {'; '.join(row.notes)}[/]")
     if "lower" in result.methods:
@@ -115,7 +117,8 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--methods", metavar="M[,M...]", rich_help_panel=PANEL_METHOD,
-                help="Comma-separated: naive, liplt, liplt-sn, liplt-aol, liplt-sll, lipsdp, lower (or all).",
+                help="Comma-separated: naive, liplt, designed, liplt-sn, liplt-aol, liplt-sll, lipsdp, lower (or all). "
+                "designed (Proposition 2 models) is shown after liplt whenever the model has certified blocks.",
             ),
         ] = "naive,liplt,liplt-aol,liplt-sll,lipsdp,lower",
         samples: Annotated[

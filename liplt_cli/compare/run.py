@@ -6,6 +6,10 @@ Methods (``COMPARE_METHODS``):
 * ``liplt`` -- loop transformation (eq. 16), same engine, sound;
 * ``liplt-sn`` / ``liplt-aol`` / ``liplt-sll`` -- LipLT with the Theorem 2 refinement for ℓ2 and
   diagonal T chosen as SN (= LipLT), AOL or SLL (:mod:`liplt_cli.lipschitz.refine`);
+* ``designed`` -- on models with Proposition 2 blocks re-certified from their weights
+  (:mod:`liplt_cli.lipschitz.designed`): the product of the certified per-block √ρ_i and the
+  norms between them; LipLT then also uses those terms, so LipLT ≤ designed.  Shown after
+  ``liplt`` whenever ``liplt`` is compared and such blocks exist, even if not asked for;
 * ``lipsdp`` -- LipSDP-Neuron through cvxpy (optional extra, small feed-forward nets only);
 * ``lower`` -- empirical lower bound (largest Jacobian norm found), the bottom of the interval
   :math:`[\text{lower}, \text{best upper bound}]` that contains the true constant.
@@ -30,7 +34,7 @@ from liplt_cli.lipschitz.options import parse_norm
 from liplt_cli.lipschitz.refine import refined_bounds
 from liplt_cli.lipschitz.result import MethodBound
 
-COMPARE_METHODS = ("naive", "liplt", "liplt-sn", "liplt-aol", "liplt-sll", "lipsdp", "lower")
+COMPARE_METHODS = ("naive", "liplt", "designed", "liplt-sn", "liplt-aol", "liplt-sll", "lipsdp", "lower")
 DEFAULT_METHODS = ("naive", "liplt", "liplt-aol", "liplt-sll", "lipsdp", "lower")
 
 Progress = Callable[[str, int, int], None]
@@ -95,14 +99,28 @@ def compare_graph(
         return report
 
     rows: dict[str, MethodRow] = {}
-    engine = [m for m in methods if m in ("naive", "liplt")]
+    if "liplt" in methods and "designed" not in methods:  # shown when the model has certified blocks
+        at = methods.index("liplt") + 1
+        methods = methods[:at] + ("designed",) + methods[at:]
+        optional = {"designed"}
+    else:
+        optional = set()
+    engine = [m for m in methods if m in ("naive", "liplt", "designed")]
     if engine:
         from liplt_cli.lipschitz import EngineOptions, compute_bounds
 
+        start = time.perf_counter()
         result = compute_bounds(graph, EngineOptions(norm=norm), methods=tuple(engine), device=device, model=model,
-                                progress=stage("/".join(engine)))
+                                progress=stage("/".join(m for m in engine if m not in optional)))
+        if "designed" in optional and "designed" not in result.methods:
+            methods = tuple(m for m in methods if m != "designed")
+            engine.remove("designed")
         for m in engine:
-            rows[m] = _row_from_bound(result.methods[m], norm)
+            if m in result.methods:
+                rows[m] = _row_from_bound(result.methods[m], norm)
+            else:  # designed: no certified Proposition 2 block, or not ℓ2
+                why = "ℓ2 only" if norm != 2.0 else "no Proposition 2 block certified from the weights"
+                rows[m] = _skipped(SkippedMethod(m, why), time.perf_counter() - start)
     for m in methods:
         if m in rows:
             continue

@@ -54,6 +54,7 @@ import torch
 
 from liplt_cli.graph.graph import LayerGraph
 from liplt_cli.lipschitz.chains import dominators
+from liplt_cli.lipschitz.designed import DESIGNED, with_designed_terms
 from liplt_cli.lipschitz.explicit import affordable, explicit_terms
 from liplt_cli.lipschitz.norms import SAFETY
 from liplt_cli.lipschitz.options import EngineOptions
@@ -177,6 +178,7 @@ def compute_bounds(
     device: str | torch.device | None = None,
     progress: Progress | None = None,
     model: str = "",
+    designed_terms: bool = True,
     **settings: Any,
 ) -> BoundResult:
     """Naive and/or LipLT Lipschitz bounds of ``graph`` with the settings ``options``.
@@ -187,11 +189,16 @@ def compute_bounds(
     (fast).  ``options`` is the only way settings arrive: a keyword such as ``norm="inf"`` is a
     :class:`ValueError` that names :class:`EngineOptions` (``EngineOptions(norm="inf")`` accepts the
     same values), so a setting can never be given twice or silently ignored.
+
+    Proposition 2 blocks (:mod:`.designed`): with ``designed_terms`` (default), sound ℓ2 LipLT on a
+    graph with blocks re-certified from their weights also uses each block's designed bound as a
+    term, so LipLT ≤ the designed bound; method ``"designed"`` (if asked for and such blocks
+    exist) is that product bound itself.
     """
     opts = _options(options, settings)
     for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"unknown method '{m}'; choose from {', '.join(METHODS)}")
+        if m not in METHODS + (DESIGNED,):
+            raise ValueError(f"unknown method '{m}'; choose from {', '.join(METHODS + (DESIGNED,))}")
     # sound numbers are computed in float64; estimates (fast) in float32, like training
     g = graph.detached().to(device=device or graph.device, dtype=torch.float32 if opts.fast else torch.float64)
     run = _Run(analyse(g, opts.norm), opts, progress)
@@ -209,8 +216,10 @@ def compute_bounds(
             t1 = time.perf_counter()
             rec, labels, change = run.liplt(cap)
             results["liplt"] = _method_bound("liplt", rec, labels, time.perf_counter() - t1, opts, change)
+    if designed_terms and opts.norm == 2 and not opts.fast and ("liplt" in methods or DESIGNED in methods):
+        results = with_designed_terms(g, results, opts, want_designed=DESIGNED in methods)
     return BoundResult(
-        norm=opts.norm, methods={m: results[m] for m in methods}, device=str(g.device), model=model,
+        norm=opts.norm, methods={m: results[m] for m in methods if m in results}, device=str(g.device), model=model,
         settings={
             "fast": opts.fast, "iterations": opts.iterations if opts.fast else None,
             "explicit_budget": opts.explicit_budget, "explicit_max_side": opts.explicit_max_side,

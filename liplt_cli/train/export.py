@@ -23,9 +23,14 @@ def _save_safetensors(module: nn.Module, path: Path, arch: str, extra: dict[str,
 def export_model(
     model: nn.Module, cfg: TrainConfig, input_shape: tuple[int, ...], out: Path, data_description: str
 ) -> dict[str, str]:
-    """Write ``model.safetensors`` (architecture in its metadata) and ``model.onnx`` (opset 17)."""
+    """Write ``model.safetensors`` (architecture in its metadata) and ``model.onnx`` (opset 17).
+
+    A model with a ``to_plain()`` method (Proposition 2 architectures) is written in its plain
+    form: a residual DAG of standard layers (:mod:`liplt_cli.train.prop2_export`)."""
     model = model.eval()
     cpu_model = model.to("cpu")
+    # Proposition 2 models are written in their plain form (T folded into standard layers)
+    cpu_model = cpu_model.to_plain() if hasattr(cpu_model, "to_plain") else cpu_model
     st_path, onnx_path = out / MODEL_ST, out / MODEL_ONNX
     extra = {
         "activation": cfg.activation,

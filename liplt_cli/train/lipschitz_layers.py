@@ -80,8 +80,10 @@ satisfies the LMI in exact arithmetic: :math:`D_{\mathrm{eff}} = -2s/((\alpha+\b
 (``identity_scale``, ``t_scale``) and W itself (shared, and ``W.t()`` is a view), so a layer graph
 traced once from the module (:func:`liplt_cli.load.graph_from_module`) follows the parameters as
 long as every forward refreshes the buffers in place: a training-mode forward writes its
-(differentiable) scales' values, an eval-mode forward the certified ones.  The graph then sees T
-as a constant: gradients of bounds computed on it reach W through both W and Wᵀ, not through T.
+(differentiable) scales' values, an eval-mode forward the certified ones.  On that graph T is a
+constant; a training-mode forward also keeps its differentiable scales in ``live_scales``, which
+:mod:`liplt_cli.train.prop2_training` substitutes into the graph so that the CRM constants are
+differentiable in W, q and ρ through T and √ρ too.
 """
 
 from __future__ import annotations
@@ -251,6 +253,13 @@ class Prop2Layer(nn.Module):
         self.rho_learned = rho is None
         self.register_parameter("log_q", nn.Parameter(torch.zeros(channels)) if choice == "sll" else None)
         self._cache_key: tuple | None = None
+        self.live_scales: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __getstate__(self) -> dict:
+        # copies and pickles drop this step's differentiable scales (non-leaf tensors)
+        state = dict(self.__dict__)
+        state["live_scales"] = None
+        return state
 
     # ----------------------------------------------------------------- operator (subclasses)
     def apply_w(self, x: torch.Tensor, weight: torch.Tensor | None = None, bias: bool = True) -> torch.Tensor:
@@ -387,11 +396,14 @@ class Prop2Layer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             s, t = self.training_scales()
+            # the differentiable scales of this step, for the training bound (prop2_training)
+            self.live_scales = (s, t)
             with torch.no_grad():
                 self._buffers["identity_scale"].copy_(s.detach())
                 self._buffers["t_scale"].copy_(t.detach())
             self._cache_key = None
         else:
+            self.live_scales = None
             self.refresh()
             s, t = self.identity_scale, self.t_scale
         return x * s + self.apply_wt(self.act(self.apply_w(x)) * t)

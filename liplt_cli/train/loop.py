@@ -73,12 +73,16 @@ StepCallback = Callable[[int, int, int], None]  # (epoch, step done, steps in ep
 def _graph_from_module(module: nn.Module, input_shape: tuple[int, ...]) -> Any:
     from liplt_cli.load import graph_from_module
 
-    return graph_from_module(module, input_shape)
+    graph = graph_from_module(module, input_shape)
+    # Proposition 2 models: constants from the layer structure (train/prop2_training.py)
+    return module.training_bound(graph) if hasattr(module, "training_bound") else graph
 
 
 def _pairwise(graph: Any, method: str, state: Any, iterations: int, through: bool = False) -> tuple[torch.Tensor, Any]:
     from liplt_cli.lipschitz import pairwise_bound_tensor
 
+    if hasattr(graph, "pairwise_bound"):
+        return graph.pairwise_bound(method, state, iterations, through)
     return pairwise_bound_tensor(graph, method=method, state=state, iterations=iterations, through_iterations=through)
 
 
@@ -86,6 +90,7 @@ def _sound_pairwise(graph: Any) -> torch.Tensor:
     """Sound pairwise LipLT constants of the current weights (every entry exact or an upper bound)."""
     from liplt_cli.lipschitz import EngineOptions, compute_bounds
 
+    graph = getattr(graph, "layer_graph", graph)
     result = compute_bounds(graph, EngineOptions(norm=2.0, fast=False), methods=("liplt",))
     return torch.tensor(result.methods["liplt"].pairwise, dtype=torch.float64)
 

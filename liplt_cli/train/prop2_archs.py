@@ -54,6 +54,13 @@ class Prop2Sequential(nn.Sequential):
 
         return plain_module(self)
 
+    def training_bound(self, graph):
+        """CRM pairwise constants from the layer structure on ``graph`` (traced from this model):
+        :class:`~liplt_cli.train.prop2_training.Prop2TrainingBound`."""
+        from liplt_cli.train.prop2_training import Prop2TrainingBound
+
+        return Prop2TrainingBound(self, graph)
+
 
 def _bad(name: str, why: str) -> ArgumentError:
     return ArgumentError(f"bad architecture '{name}': {why}; expected {_HELP}")

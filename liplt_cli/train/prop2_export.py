@@ -5,7 +5,7 @@ A trained :class:`~liplt_cli.train.lipschitz_layers.Prop2Layer` in eval mode com
 s (= √ρ) and t (= −(α+β)T/√ρ).  Its plain form is a residual DAG of standard layers that any tool
 reads:
 
-    x ──► Linear/Conv2d (W, b) ──► φ ──► Linear/ConvTranspose2d (G = Wᵀ diag(t), no bias) ──┐
+    x ──► Linear/Conv2d (W, b) ──► φ ──► Linear/ConvTranspose2d (G = Wᵀ diag(t), zero/no bias) ┐
     └──────────────────────────► Mul (s) ───────────────────────────────────────────── Add ─►
 
 (:class:`PlainResidual`).  G is rounded to the parameters' dtype; the rounding is the only
@@ -67,7 +67,9 @@ class PlainResidual(nn.Module):
         if f.kind == "dense":
             hidden, features = f.weight.shape
             inner: nn.Module = nn.Linear(features, hidden).to(dtype)
-            outer: nn.Module = nn.Linear(hidden, features, bias=False).to(dtype)
+            # a zero bias makes ONNX write a Gemm (row-major weight, as Linear's), not a MatMul
+            # with the transposed weight, so both files give the loader the same tensor layout
+            outer: nn.Module = nn.Linear(hidden, features).to(dtype)
         else:
             hidden, channels, k, _ = f.weight.shape
             inner = nn.Conv2d(channels, hidden, k, padding=f.padding).to(dtype)
@@ -76,6 +78,8 @@ class PlainResidual(nn.Module):
             inner.weight.copy_(f.weight)
             inner.bias.copy_(f.bias)
             outer.weight.copy_(f.outer_weight)
+            if outer.bias is not None:
+                outer.bias.zero_()
         return cls(inner, act, outer, f.identity_scale)
 
 
