@@ -175,3 +175,26 @@ def test_real_data(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = run(["certify", str(model), "--data", "cifar10", "--limit", "5", "--no-attack"])
     err = capsys.readouterr().err
     assert code == 2 and "[1, 28, 28] (784 values)" in err and "[3, 32, 32] (3072 values)" in err
+
+
+def test_shipped_models_by_dataset() -> None:
+    """``--data cifar10`` without MODEL picks the shipped CIFAR-10 6C2F; other data the MNIST default."""
+    from liplt_cli.load import load_model
+
+    path, how = certify_cli.default_model("cifar10")
+    assert path.name == "cifar10_6c2f.safetensors" and "cifar10" in how
+    graph = load_model(path)
+    assert tuple(graph.input_shape[-3:]) == (3, 32, 32)
+    assert certify_cli.default_model("mnist")[0] == certify_cli.DEFAULT_MODEL
+    assert certify_cli.default_model(None)[0] == certify_cli.DEFAULT_MODEL
+    mnist_4c3f = load_model(certify_cli.PACKAGE / "models" / "mnist_4c3f.safetensors")
+    assert tuple(mnist_4c3f.input_shape[-3:]) == (1, 28, 28)
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10").is_dir(),
+                    reason="the CIFAR-10 files are not in ../shared/data/cifar10")
+def test_certify_cifar10_uses_the_shipped_cifar_model(capsys: pytest.CaptureFixture[str]) -> None:
+    code, rep = _json(capsys, ["certify", "--data", "cifar10", "--limit", "64", "--no-attack"])
+    assert code == 0 and rep["model"].endswith("cifar10_6c2f.safetensors")
+    assert rep["data"]["num_classes"] == 10 and rep["eps"] == pytest.approx([36 / 255])
+    assert rep["constants"]["sound"] is True

