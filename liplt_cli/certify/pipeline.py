@@ -44,7 +44,7 @@ def certify(graph, dataset, eps: EpsilonLike | Sequence[EpsilonLike], norm: floa
     given = parse_epsilons(eps)
     eps = [e.value for e in given]
     if batch_size <= 0:
-        raise ArgumentError(f"--batch-size must be positive, got {batch_size}")
+        raise ArgumentError(f"batch_size must be positive, got {batch_size}")
     start = time.perf_counter()
     graph = graph.detached().to(device)
     check_labels(dataset.y, graph.num_classes, f"the data ({dataset.name})")

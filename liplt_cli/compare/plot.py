@@ -71,7 +71,7 @@ def plot_comparison(result: ComparisonResult, path: str | Path) -> Path:
     from 0, the empirical lower bound dashed; estimates hatched, skipped methods marked."""
     path = Path(path)
     if not path.parent.exists():
-        raise ArgumentError(f"--plot: directory '{path.parent}' does not exist")
+        raise ArgumentError(f"plot path: directory '{path.parent}' does not exist")
     comparison_figure(result).savefig(path, dpi=120)
     return path
 

@@ -71,7 +71,7 @@ def select_rows(total: int, indices: IndexSpec, limit: int | None, what: str) ->
             raise DataError(f"index {bad} is out of range for {what}, which has {total} samples (0–{total - 1})")
     if limit is not None:
         if int(limit) <= 0:
-            raise DataError(f"--limit must be a positive number of samples, got {limit}")
+            raise DataError(f"limit must be a positive number of samples, got {limit}")
         rows = rows[: int(limit)]
     return rows
 
