@@ -51,7 +51,7 @@ class Validation:
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One epoch of a run: loss terms, accuracy, timings, and its :class:`Validation` fields.
+    """One epoch of a run: loss terms, accuracy, timings, and its :class:`Validation`.
 
     ``loss = ce + lam * robust`` (eq. 6, per-sample means over the epoch); ``robust`` is the
     robust term before the weight λ (negative with ``g="lse"``: minus the soft radius).
@@ -73,12 +73,7 @@ class EpochRecord:
     lip_seconds: float
     samples_rank0: int
     world_size: int
-    val_samples: int | None = None
-    val_acc: float | None = None
-    val_certified: float | None = None
-    mean_lij: float | None = None
-    certified_source: str | None = None
-    val_seconds: float = 0.0
+    validation: Validation = Validation()
     seconds_total: float | None = None
 
     @classmethod
@@ -97,28 +92,36 @@ class EpochRecord:
 
     def with_validation(self, validation: Validation, seconds_total: float) -> "EpochRecord":
         """This record completed with the epoch's validation and the run's elapsed seconds."""
-        return dataclasses.replace(self, **dataclasses.asdict(validation), seconds_total=seconds_total)
+        return dataclasses.replace(self, validation=validation, seconds_total=seconds_total)
 
     @property
     def seconds(self) -> float:
         """Wall time of the epoch: training plus validation."""
-        return self.train_seconds + self.val_seconds
+        return self.train_seconds + self.validation.val_seconds
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``metrics.jsonl`` line (the same keys, in the same order, as every earlier run)."""
-        return dataclasses.asdict(self)
+        """The ``metrics.jsonl`` line (the same keys, in the same order, as every earlier run):
+        the validation fields flattened in place of ``validation``."""
+        line: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            line.update(dataclasses.asdict(value) if f.name == "validation" else {f.name: value})
+        return line
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EpochRecord":
         """Read a record back from a checkpoint or a ``metrics.jsonl`` line."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        names = {f.name for f in dataclasses.fields(cls)} - {"validation"}
+        checked = {f.name for f in dataclasses.fields(Validation)}
+        validation = Validation(**{k: v for k, v in data.items() if k in checked})
+        return cls(**{k: v for k, v in data.items() if k in names}, validation=validation)
 
     def __getitem__(self, key: str) -> Any:
         """``record["loss"]``: the value of a key of the JSON line."""
-        if key not in self.__dataclass_fields__:
+        line = self.to_dict()
+        if key not in line:
             raise KeyError(key)
-        return getattr(self, key)
+        return line[key]
 
 
 @dataclass
